@@ -1,6 +1,7 @@
 package mlmsoft
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -111,7 +112,7 @@ func (c *CheckAuthConfig) setDefaults() error {
 	if c.ClientLimit == 0 {
 		c.ClientLimit = CheckAuthClientLimitDefault
 	}
-	c.Window = cmpOrDuration(c.Window, CheckAuthWindowDefault)
+	c.Window = cmp.Or(c.Window, CheckAuthWindowDefault)
 	if c.MaxBody == 0 {
 		c.MaxBody = CheckAuthMaxBodyDefault
 	}

@@ -2,6 +2,7 @@ package mlmsoft
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -152,7 +153,7 @@ func (w *WebhookConfig) setDefaults() error {
 	if w.MaxBody < 0 {
 		return bad("MaxBody", "must not be negative")
 	}
-	w.ReplayWindow = cmpOrDuration(w.ReplayWindow, WebhookReplayWindowDefault)
+	w.ReplayWindow = cmp.Or(w.ReplayWindow, WebhookReplayWindowDefault)
 	if w.MaxBody == 0 {
 		w.MaxBody = WebhookMaxBodyDefault
 	}
@@ -188,13 +189,6 @@ func (w *WebhookConfig) setDefaults() error {
 		}
 	}
 	return nil
-}
-
-func cmpOrDuration(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // WebhookHandler returns the Type III webhook handler, a plain http.Handler
@@ -433,8 +427,8 @@ func (w *webhookState) apply(ctx context.Context, log *slog.Logger, ev webhookEv
 			return ok
 		}
 		if ex.Exists {
-			mlmUserID = cmpOrInt(mlmUserID, ex.UserID)
-			accountID = cmpOrInt(accountID, ex.AccountID)
+			mlmUserID = cmp.Or(mlmUserID, ex.UserID)
+			accountID = cmp.Or(accountID, ex.AccountID)
 		}
 	}
 	if accountID == 0 && l.DocumentID != 0 {
@@ -450,7 +444,7 @@ func (w *webhookState) apply(ctx context.Context, log *slog.Logger, ev webhookEv
 			if mlmUserID != 0 && doc.UserID != 0 && doc.UserID != mlmUserID {
 				return disagree("document/get")
 			}
-			accountID, mlmUserID = doc.AccountID, cmpOrInt(mlmUserID, doc.UserID)
+			accountID, mlmUserID = doc.AccountID, cmp.Or(mlmUserID, doc.UserID)
 		}
 	}
 	if accountID == 0 {
@@ -473,13 +467,6 @@ func (w *webhookState) apply(ctx context.Context, log *slog.Logger, ev webhookEv
 		log.Info("linked by webhook", "user", l.UserID, "account", accountID, "mlmUser", mlmUserID)
 	}
 	return webhookResult{status: http.StatusOK, settled: true}
-}
-
-func cmpOrInt(a, b int64) int64 {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // errUnsupportedMedia is wrapped by parse errors for a content type that is

@@ -349,6 +349,7 @@ func (p *Plugin) storeVolume(ctx context.Context, u VolumeUpdate) (VolumeChange,
 	p.notifyChanged()
 	switch c.State {
 	case VolumePending, VolumeSending:
+		p.log.Debug("volume change "+string(c.State), "user", c.UserID, "change", c.ID, "attempts", c.Attempts, "next", c.NextAttemptAt, "reason", c.LastError)
 		return c, nil
 	case VolumeDelivered:
 		p.log.Info("volume change delivered", "user", c.UserID, "change", c.ID, "alias", c.Alias, "amount", c.Amount.String(), "order", c.OrderID)

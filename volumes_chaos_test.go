@@ -5,6 +5,7 @@ package mlmsoft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -393,5 +394,63 @@ func TestVolumeBreakerIgnoresRefusals(t *testing.T) {
 		if time.Now().After(end) {
 			t.Fatalf("not all rejected: %+v", st)
 		}
+	}
+}
+
+// TestVolumeWorkSurvivesRestart: changes stored by a process that stops
+// before delivering them are delivered, in order, by the next one.
+func TestVolumeWorkSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	fake := mlmsofttest.NewServer(mlmsofttest.Options{Synchronous: true})
+	defer fake.Close()
+	root := fake.AddAccount("root@example.com", "root-pw", 0)
+	cfg := lConfig(fake, root, &hLogBuffer{})
+	store := memstore.New()
+	ctx := context.Background()
+	first, err := mlmsoft.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.OnUserRegistered(ctx, mlmsoft.NewUser{UserID: "u", Email: "u@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	acct := lWaitAll(t, first, []string{"u"}, 10*time.Second)["u"].AccountID
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := first.ApplyVolumes(ctx, "u",
+		mlmsoft.Change{Alias: "Status", Amount: mlmsoft.MustAmount("3"), OrderID: "o1"},
+		mlmsoft.Change{Alias: "PV", Amount: mlmsoft.MustAmount("0.1"), OrderID: "o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batch.Wait(ctx); !errors.Is(err, mlmsoft.ErrNotRunning) {
+		t.Fatalf("Wait on a stopped plugin: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(fake.Ledger(acct)); n != 0 {
+		t.Fatalf("a stopped plugin delivered %d changes", n)
+	}
+
+	cfg.WorkerID = "second"
+	second, err := mlmsoft.New(store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Shutdown(ctx)
+	for end := time.Now().Add(10 * time.Second); len(fake.Ledger(acct)) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("not delivered after the restart: %+v", fake.Ledger(acct))
+		}
+	}
+	got := fake.Ledger(acct)
+	if got[0].Alias != "Status" || got[1].Alias != "PV" || got[1].Amount != "0.1" {
+		t.Fatalf("ledger %+v", got)
 	}
 }

@@ -124,6 +124,7 @@ const (
 	Business
 )
 
+// String names the kind.
 func (k Kind) String() string {
 	switch k {
 	case Retryable:
@@ -148,6 +149,7 @@ type Error struct {
 	Err        error         // the transport cause, if any
 }
 
+// Error describes the failure without secrets.
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: ", e.Endpoint)
@@ -178,6 +180,7 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the transport cause, if any.
 func (e *Error) Unwrap() error { return e.Err }
 
 // KindOf returns the Kind of err, or 0 when err is not from this client.

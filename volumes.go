@@ -202,6 +202,7 @@ type BatchError struct {
 	Changes []VolumeChange // the ones not delivered, as stored
 }
 
+// Error lists each undelivered change with its state and reason.
 func (e *BatchError) Error() string {
 	var b strings.Builder
 	b.WriteString("mlmsoft: volume changes not delivered:")

@@ -30,16 +30,18 @@ func (p *Plugin) ListVolumes(ctx context.Context, f VolumeFilter) ([]VolumeChang
 
 // RetryVolume sends a parked change again (at once, with its attempts
 // kept). by and note are stored as the audit of the action; by is required.
-// Errors wrap ErrInvalidInput, ErrNotFound or ErrConflict (the change is not
-// parked any more).
+// Errors wrap ErrInvalidInput, ErrNotFound, ErrConflict (the change is not
+// parked any more) or ErrLeaseLost (a worker holds the user's queue; try
+// again).
 func (p *Plugin) RetryVolume(ctx context.Context, id int64, by, note string) (VolumeChange, error) {
 	return p.operate(ctx, "retry", id, by, note, []VolumeState{VolumeParked}, VolumePending)
 }
 
 // ResolveVolume settles an uncertain change: ResolveApplied marks it
 // delivered, ResolveResend sends it again. by and note are stored as the
-// audit; by is required. Errors wrap ErrInvalidInput, ErrNotFound or
-// ErrConflict (the change is not uncertain any more).
+// audit; by is required. Errors wrap ErrInvalidInput, ErrNotFound,
+// ErrConflict (the change is not uncertain any more) or ErrLeaseLost (a
+// worker holds the user's queue; try again).
 func (p *Plugin) ResolveVolume(ctx context.Context, id int64, r Resolution, by, note string) (VolumeChange, error) {
 	switch r {
 	case ResolveApplied:
@@ -52,7 +54,8 @@ func (p *Plugin) ResolveVolume(ctx context.Context, id int64, r Resolution, by, 
 
 // SkipVolume gives up on a parked or uncertain change: it will never be
 // sent, and the user's queue moves on. by and note are stored as the audit;
-// by is required. Errors wrap ErrInvalidInput, ErrNotFound or ErrConflict.
+// by is required. Errors wrap ErrInvalidInput, ErrNotFound, ErrConflict or
+// ErrLeaseLost.
 func (p *Plugin) SkipVolume(ctx context.Context, id int64, by, note string) (VolumeChange, error) {
 	return p.operate(ctx, "skip", id, by, note, []VolumeState{VolumeParked, VolumeUncertain}, VolumeSkipped)
 }
@@ -72,7 +75,9 @@ func (p *Plugin) operate(ctx context.Context, action string, id int64, by, note 
 	u.State, u.ResolvedBy, u.ResolvedNote, u.ResolvedAt = to, by, note, now
 	switch to {
 	case VolumePending:
-		u.NextAttemptAt = now
+		// Sent afresh: a document of an earlier send (which failed, or
+		// whose outcome is unknown) is not polled again.
+		u.NextAttemptAt, u.DocumentID = now, 0
 	case VolumeDelivered:
 		u.DeliveredAt = now
 	}

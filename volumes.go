@@ -351,6 +351,9 @@ func (p *Plugin) storeVolume(ctx context.Context, u VolumeUpdate) (VolumeChange,
 	switch c.State {
 	case VolumePending, VolumeSending:
 		p.log.Debug("volume change "+string(c.State), "user", c.UserID, "change", c.ID, "attempts", c.Attempts, "next", c.NextAttemptAt, "reason", c.LastError)
+		if c.State == VolumePending && !c.NextAttemptAt.After(p.clock.Now()) {
+			p.wakeVolumes() // due now (an operator's retry or resend): no waiting for IdleRecheck
+		}
 		return c, nil
 	case VolumeDelivered:
 		p.log.Info("volume change delivered", "user", c.UserID, "change", c.ID, "alias", c.Alias, "amount", c.Amount.String(), "order", c.OrderID)
@@ -485,6 +488,10 @@ func (p *Plugin) pollVolumeDocument(ctx context.Context, c VolumeChange, u Volum
 	switch {
 	case errors.Is(err, ErrUpstreamUnavailable):
 		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Breaker.OpenTimeout), err.Error()
+	case api2.KindOf(err) == api2.Business:
+		// MLM Soft will not tell (an unknown document, say): a person must
+		// check whether the change was applied.
+		u.State, u.LastError = VolumeParked, "cannot read the volume-change document: "+err.Error()
 	case err != nil:
 		u.NextAttemptAt, u.LastError = now.Add(p.retryDelay(c.Attempts, err)), "document/get: "+err.Error()
 	case !doc.Processed:

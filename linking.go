@@ -90,11 +90,7 @@ func (p *Plugin) stepCreate(ctx context.Context, l Link) error {
 
 	resend := !l.CreateSentAt.IsZero()
 	if resend {
-		var ex api2.Exists
-		err := p.call(ctx, func(ctx context.Context) (err error) {
-			ex, err = p.client.UserExists(ctx, l.Email)
-			return err
-		})
+		ex, err := p.userExists(ctx, l.Email)
 		switch {
 		case err != nil:
 			return p.retryLinkLater(ctx, l, "user/exists", err)
@@ -212,11 +208,7 @@ func (p *Plugin) stepAwait(ctx context.Context, l Link) error {
 		return p.rescheduleLink(ctx, l, minTime(now.Add(p.linkPoll.Delay(l.Attempts)), deadline), why)
 	}
 	if l.DocumentID == 0 {
-		var ex api2.Exists
-		err := p.call(ctx, func(ctx context.Context) (err error) {
-			ex, err = p.client.UserExists(ctx, l.Email)
-			return err
-		})
+		ex, err := p.userExists(ctx, l.Email)
 		switch {
 		case err != nil:
 			return p.retryLinkLater(ctx, l, "user/exists", err)
@@ -225,11 +217,7 @@ func (p *Plugin) stepAwait(ctx context.Context, l Link) error {
 		}
 		return next("waiting for user/exists to show the account")
 	}
-	var doc api2.Document
-	err := p.call(ctx, func(ctx context.Context) (err error) {
-		doc, err = p.client.GetDocument(ctx, l.DocumentID)
-		return err
-	})
+	doc, err := p.getDocument(ctx, l.DocumentID)
 	switch {
 	case err != nil:
 		return p.retryLinkLater(ctx, l, "document/get", err)
@@ -243,6 +231,24 @@ func (p *Plugin) stepAwait(ctx context.Context, l Link) error {
 		return next("the document's result has no account id; asking user/exists")
 	}
 	return p.markLinked(ctx, l, doc.AccountID, doc.UserID, LinkedViaDocument)
+}
+
+// userExists asks user/exists through the circuit breaker.
+func (p *Plugin) userExists(ctx context.Context, login string) (ex api2.Exists, err error) {
+	err = p.call(ctx, func(ctx context.Context) (err error) {
+		ex, err = p.client.UserExists(ctx, login)
+		return err
+	})
+	return ex, err
+}
+
+// getDocument asks document/get through the circuit breaker.
+func (p *Plugin) getDocument(ctx context.Context, id int64) (doc api2.Document, err error) {
+	err = p.call(ctx, func(ctx context.Context) (err error) {
+		doc, err = p.client.GetDocument(ctx, id)
+		return err
+	})
+	return doc, err
 }
 
 func minTime(a, b time.Time) time.Time {

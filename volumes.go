@@ -479,11 +479,7 @@ func (p *Plugin) ambiguous(u VolumeUpdate, c VolumeChange, why string) VolumeUpd
 // pollVolumeDocument checks the document MLM Soft queued for a change.
 func (p *Plugin) pollVolumeDocument(ctx context.Context, c VolumeChange, u VolumeUpdate) error {
 	rec := context.WithoutCancel(ctx)
-	var doc api2.Document
-	err := p.call(ctx, func(ctx context.Context) (err error) {
-		doc, err = p.client.GetDocument(ctx, c.DocumentID)
-		return err
-	})
+	doc, err := p.getDocument(ctx, c.DocumentID)
 	now := p.clock.Now()
 	switch {
 	case errors.Is(err, ErrUpstreamUnavailable):

@@ -405,11 +405,7 @@ func (w *webhookState) apply(ctx context.Context, log *slog.Logger, ev webhookEv
 		return res
 	}
 	if w.cfg.Confirm || accountID == 0 {
-		var ex api2.Exists
-		err := p.call(ctx, func(ctx context.Context) (err error) {
-			ex, err = p.client.UserExists(ctx, l.Email)
-			return err
-		})
+		ex, err := p.userExists(ctx, l.Email)
 		if err != nil {
 			return upstream("user/exists", err)
 		}
@@ -432,11 +428,7 @@ func (w *webhookState) apply(ctx context.Context, log *slog.Logger, ev webhookEv
 		}
 	}
 	if accountID == 0 && l.DocumentID != 0 {
-		var doc api2.Document
-		err := p.call(ctx, func(ctx context.Context) (err error) {
-			doc, err = p.client.GetDocument(ctx, l.DocumentID)
-			return err
-		})
+		doc, err := p.getDocument(ctx, l.DocumentID)
 		if err != nil {
 			return upstream("document/get", err)
 		}

@@ -342,8 +342,10 @@ func (p *Plugin) call(ctx context.Context, fn func(ctx context.Context) error) e
 }
 
 // Start starts the background workers: the link worker and the volume
-// dispatcher. It returns an error if the plugin was started or shut down
-// before.
+// dispatcher, which first take up whatever work the store holds (from an
+// earlier run, or from other replicas). ctx is only checked, not kept: the
+// workers run until Shutdown. It returns an error if the plugin was started
+// or shut down before.
 func (p *Plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

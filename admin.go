@@ -38,7 +38,10 @@ func (p *Plugin) RetryVolume(ctx context.Context, id int64, by, note string) (Vo
 }
 
 // ResolveVolume settles an uncertain change: ResolveApplied marks it
-// delivered, ResolveResend sends it again. by and note are stored as the
+// delivered, ResolveResend sends it again. Look in MLM Soft's back office
+// only once the lost request has surely finished (well after SentAt plus
+// Config.RequestTimeout): a request whose answer timed out may still be
+// being applied, and resending it then would apply it twice. by and note are stored as the
 // audit; by is required. Errors wrap ErrInvalidInput, ErrNotFound,
 // ErrConflict (the change is not uncertain any more) or ErrLeaseLost (a
 // worker holds the user's queue; try again).

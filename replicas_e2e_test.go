@@ -138,6 +138,9 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 			}
 			total := users * batches * 2
 			// An operator resolves uncertain changes from MLM Soft's ledger.
+			// It looks once the lost request had time to finish (see
+			// TestVolumeChaos).
+			firstSeen := map[int64]time.Time{}
 			deadline := time.Now().Add(2 * time.Minute)
 			for {
 				unc, err := plugins[0].ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
@@ -145,6 +148,12 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, c := range unc {
+					if _, ok := firstSeen[c.ID]; !ok {
+						firstSeen[c.ID] = time.Now()
+					}
+					if time.Since(firstSeen[c.ID]) < 2*time.Second {
+						continue
+					}
 					verdict := mlmsoft.ResolveResend
 					for _, e := range fake.Ledger(c.AccountID) {
 						if e.OrderID == c.OrderID && e.Alias == c.Alias {

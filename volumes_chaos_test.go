@@ -131,7 +131,11 @@ func TestVolumeChaos(t *testing.T) {
 		}
 		return n
 	}
+	// Like a person, it looks only once the request had time to finish: an
+	// answer lost to the client's timeout may belong to a request MLM Soft
+	// is still applying (the race detector makes the fake that slow).
 	uncertainApplied, uncertainNotApplied := 0, 0
+	firstSeen := map[int64]time.Time{}
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
 		unc, err := p.ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
@@ -139,6 +143,12 @@ func TestVolumeChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range unc {
+			if _, ok := firstSeen[c.ID]; !ok {
+				firstSeen[c.ID] = time.Now()
+			}
+			if time.Since(firstSeen[c.ID]) < 2*time.Second {
+				continue
+			}
 			verdict := mlmsoft.ResolveResend
 			if inLedger(c) > 0 {
 				verdict = mlmsoft.ResolveApplied
@@ -196,7 +206,7 @@ func TestVolumeChaos(t *testing.T) {
 		t.Errorf("ledger holds %d changes, want %d", ledgerTotal, total)
 	}
 	if uncertainNotApplied != 0 {
-		t.Errorf("%d changes were reported uncertain though MLM Soft never applied them: a safe retry was misclassified", uncertainNotApplied)
+		t.Errorf("%d uncertain changes were never applied by MLM Soft: only lost answers of applied changes should be uncertain here", uncertainNotApplied)
 	}
 	if uncertainApplied == 0 && !testing.Short() {
 		t.Error("no apply-then-drop was reported uncertain")

@@ -138,9 +138,9 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 			}
 			total := users * batches * 2
 			// An operator resolves uncertain changes from MLM Soft's ledger.
-			// It looks once the lost request had time to finish (see
+			// It judges once the lost request has finished (see
 			// TestVolumeChaos).
-			firstSeen := map[int64]time.Time{}
+			markOf := map[int64]uint64{}
 			deadline := time.Now().Add(2 * time.Minute)
 			for {
 				unc, err := plugins[0].ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
@@ -148,11 +148,13 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, c := range unc {
-					if _, ok := firstSeen[c.ID]; !ok {
-						firstSeen[c.ID] = time.Now()
+					mark, seen := markOf[c.ID]
+					if !seen {
+						mark = fake.RequestMark()
+						markOf[c.ID] = mark
 					}
-					if time.Since(firstSeen[c.ID]) < 2*time.Second {
-						continue
+					if !fake.RequestsDone(mark) {
+						continue // the lost request may still be being applied
 					}
 					verdict := mlmsoft.ResolveResend
 					for _, e := range fake.Ledger(c.AccountID) {

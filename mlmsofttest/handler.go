@@ -99,7 +99,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.calls[endpoint]++
+	n := s.received
+	s.received++
+	if s.active == nil {
+		s.active = map[uint64]struct{}{}
+	}
+	s.active[n] = struct{}{}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, n)
+		s.mu.Unlock()
+	}()
 	if !s.enter() {
 		writeText(w, http.StatusServiceUnavailable, "text/plain; charset=utf-8", "server closed\n")
 		return
@@ -149,6 +160,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	params, code, msg := readParams(w, r)
 	if code != 0 {
+		s.logf("%s: refused: %s", endpoint, msg)
 		writeJSON(w, code, requestError(code, msg))
 		return
 	}

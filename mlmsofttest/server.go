@@ -158,6 +158,8 @@ type Server struct {
 	creates       map[string]int
 	calls         map[string]int
 	faults        map[string]Faults
+	received      uint64              // requests received so far
+	active        map[uint64]struct{} // the numbers of requests whose handler runs
 }
 
 type realClock struct{}
@@ -357,5 +359,28 @@ func (s *Server) enter() bool {
 		return false
 	}
 	s.bg.Add(1)
+	return true
+}
+
+// RequestMark returns a mark of every request received so far, for
+// RequestsDone.
+func (s *Server) RequestMark() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received
+}
+
+// RequestsDone reports whether every request received before mark was
+// taken has been handled to the end (answered, applied or dropped). A test
+// playing an operator uses it before judging a change whose answer was
+// lost: the request may still be being applied.
+func (s *Server) RequestsDone(mark uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n := range s.active {
+		if n < mark {
+			return false
+		}
+	}
 	return true
 }

@@ -535,3 +535,31 @@ func TestAddAccountPanics(t *testing.T) {
 		}()
 	}
 }
+
+func TestRequestsDone(t *testing.T) {
+	t.Parallel()
+	s, c := newTestServer(t, Options{})
+	acct := s.AddAccount("a@example.com", "pw", 0)
+	s.SetFaults("account/volume-change", Faults{LatencyMin: 300 * time.Millisecond})
+	done := make(chan answer)
+	go func() { done <- c.post("account/volume-change", volumeParams(acct.AccountID, "1", "o1", "PV")) }()
+	for s.Calls("account/volume-change") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	mark := s.RequestMark()
+	if s.RequestsDone(mark) {
+		t.Fatal("RequestsDone while a request received before the mark is being handled")
+	}
+	if !s.RequestsDone(0) {
+		t.Fatal("RequestsDone(0) must hold: no request came before it")
+	}
+	mustOK(t, <-done)
+	for end := time.Now().Add(5 * time.Second); !s.RequestsDone(mark); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("RequestsDone stays false after the request was answered")
+		}
+	}
+	if len(s.Ledger(acct.AccountID)) != 1 {
+		t.Fatal("the request was not applied")
+	}
+}

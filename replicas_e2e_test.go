@@ -137,35 +137,10 @@ func TestReplicasShareOneDatabase(t *testing.T) {
 				}
 			}
 			total := users * batches * 2
-			// An operator resolves uncertain changes from MLM Soft's ledger.
-			// It judges once the lost request has finished (see
-			// TestVolumeChaos).
-			markOf := map[int64]uint64{}
+			op := newCOperator(fake) // settles uncertain changes from the ledger
 			deadline := time.Now().Add(2 * time.Minute)
 			for {
-				unc, err := plugins[0].ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, c := range unc {
-					mark, seen := markOf[c.ID]
-					if !seen {
-						mark = fake.RequestMark()
-						markOf[c.ID] = mark
-					}
-					if !fake.RequestsDone(mark) {
-						continue // the lost request may still be being applied
-					}
-					verdict := mlmsoft.ResolveResend
-					for _, e := range fake.Ledger(c.AccountID) {
-						if e.OrderID == c.OrderID && e.Alias == c.Alias {
-							verdict = mlmsoft.ResolveApplied
-						}
-					}
-					if _, err := plugins[1].ResolveVolume(ctx, c.ID, verdict, "operator", "checked"); err != nil {
-						t.Logf("resolve %d: %v", c.ID, err) // a replica may hold the user for a moment
-					}
-				}
+				op.round(t, plugins[1])
 				st, err := plugins[2].Stats(ctx)
 				if err != nil {
 					t.Fatal(err)

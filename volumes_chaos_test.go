@@ -136,50 +136,11 @@ func TestVolumeChaos(t *testing.T) {
 	}
 	total := users * batches * 2
 
-	// The operator: checks each uncertain change against MLM Soft's back
-	// office (the ledger) and resolves it.
-	inLedger := func(c mlmsoft.VolumeChange) int {
-		n := 0
-		for _, e := range fake.Ledger(c.AccountID) {
-			if e.OrderID == c.OrderID && e.Alias == c.Alias && e.Amount == c.Amount.String() {
-				n++
-			}
-		}
-		return n
-	}
-	// Like a careful person, it judges only once the lost request has
-	// finished: an answer lost to the client's timeout may belong to a
-	// request MLM Soft is still applying. Requests the fake received before
-	// the change was seen uncertain include the lost one (its body was sent,
-	// so its handler had started).
-	uncertainApplied, uncertainNotApplied := 0, 0
-	markOf := map[int64]uint64{}
+	// The operator settles uncertain changes from MLM Soft's ledger.
+	op := newCOperator(fake)
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
-		unc, err := p.ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range unc {
-			mark, seen := markOf[c.ID]
-			if !seen {
-				mark = fake.RequestMark()
-				markOf[c.ID] = mark
-			}
-			if !fake.RequestsDone(mark) {
-				continue // the lost request may still be being applied
-			}
-			verdict := mlmsoft.ResolveResend
-			if inLedger(c) > 0 {
-				verdict = mlmsoft.ResolveApplied
-				uncertainApplied++
-			} else {
-				uncertainNotApplied++
-			}
-			if _, err := p.ResolveVolume(ctx, c.ID, verdict, "chaos-operator", "checked the ledger"); err != nil {
-				t.Fatal(err)
-			}
-		}
+		op.round(t, p)
 		st, err := p.Stats(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -223,20 +184,20 @@ func TestVolumeChaos(t *testing.T) {
 	countMu.Lock()
 	defer countMu.Unlock()
 	t.Logf("uncertain: %d applied (MLM Soft dropped %d answers after applying), %d not applied (%d bodies cut short by a client timeout); volume-change requests %d; breaker trips %d",
-		uncertainApplied, dropped, uncertainNotApplied, cutShort, fake.Calls("account/volume-change"), st.BreakerTrips)
+		op.applied, dropped, op.notApplied, cutShort, fake.Calls("account/volume-change"), st.BreakerTrips)
 	if ledgerTotal != total {
 		t.Errorf("ledger holds %d changes, want %d", ledgerTotal, total)
 	}
 	// Every dropped answer of an applied change is reported uncertain (a
 	// client timeout after MLM Soft had the body may add more)...
-	if uncertainApplied < dropped {
-		t.Errorf("%d answers were dropped after applying but only %d changes were reported uncertain and applied", dropped, uncertainApplied)
+	if op.applied < dropped {
+		t.Errorf("%d answers were dropped after applying but only %d changes were reported uncertain and applied", dropped, op.applied)
 	}
 	// ...and a change reported uncertain that MLM Soft never applied is
 	// one whose body the client stopped sending: from its side, the outcome
 	// was unknown. Anything else was a safe retry misclassified.
-	if uncertainNotApplied > cutShort {
-		t.Errorf("%d uncertain changes were never applied, but only %d bodies were cut short", uncertainNotApplied, cutShort)
+	if op.notApplied > cutShort {
+		t.Errorf("%d uncertain changes were never applied, but only %d bodies were cut short", op.notApplied, cutShort)
 	}
 	if dropped == 0 && !testing.Short() {
 		t.Error("no answer was dropped: the test proves nothing about uncertain changes")
@@ -246,6 +207,63 @@ func TestVolumeChaos(t *testing.T) {
 	}
 	if st.OldestPending != 0 {
 		t.Errorf("OldestPending = %v with nothing pending", st.OldestPending)
+	}
+}
+
+// cOperator plays the person who settles uncertain changes: it looks each
+// one up in MLM Soft's back office (the fake's ledger). Like a careful
+// person it judges a change only once the request that lost its answer has
+// finished, for that request may still be being applied: it waits until
+// every request the fake had received when it first saw the change
+// uncertain is done (the lost one is among them: its body was sent, so its
+// handler had started).
+type cOperator struct {
+	fake                *mlmsofttest.Server
+	marks               map[int64]uint64
+	applied, notApplied int // verdicts given
+}
+
+func newCOperator(fake *mlmsofttest.Server) *cOperator {
+	return &cOperator{fake: fake, marks: map[int64]uint64{}}
+}
+
+// round resolves every uncertain change that can be judged now.
+func (o *cOperator) round(t *testing.T, p *mlmsoft.Plugin) {
+	t.Helper()
+	ctx := context.Background()
+	unc, err := p.ListVolumes(ctx, mlmsoft.VolumeFilter{States: []mlmsoft.VolumeState{mlmsoft.VolumeUncertain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range unc {
+		mark, seen := o.marks[c.ID]
+		if !seen {
+			mark = o.fake.RequestMark()
+			o.marks[c.ID] = mark
+		}
+		if !o.fake.RequestsDone(mark) {
+			continue
+		}
+		applied := false
+		for _, e := range o.fake.Ledger(c.AccountID) {
+			if e.OrderID == c.OrderID && e.Alias == c.Alias && e.Amount == c.Amount.String() {
+				applied = true
+			}
+		}
+		verdict := mlmsoft.ResolveResend
+		if applied {
+			verdict = mlmsoft.ResolveApplied
+		}
+		if _, err := p.ResolveVolume(ctx, c.ID, verdict, "test-operator", "checked the ledger"); errors.Is(err, mlmsoft.ErrLeaseLost) {
+			continue // a worker holds the user a moment longer: next round
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if applied {
+			o.applied++
+		} else {
+			o.notApplied++
+		}
 	}
 }
 

@@ -410,7 +410,7 @@ func (p *Plugin) deliver(ctx context.Context, c VolumeChange) error {
 	sending := u
 	sending.State, sending.Attempts, sending.SentAt, sending.AccountID, sending.Release = VolumeSending, c.Attempts+1, now, l.AccountID, false
 	if c, err = p.storeVolume(rec, sending); err != nil {
-		done(nil)
+		done(context.Canceled) // nothing sent: neither a success nor a failure
 		return err
 	}
 	var res api2.VolumeResult

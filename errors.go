@@ -44,11 +44,6 @@ var (
 	// check-auth handler.
 	ErrUpstreamUnavailable = errors.New("mlmsoft: MLM Soft unavailable")
 
-	// ErrRejected is wrapped by errors that carry a business refusal from
-	// MLM Soft (a 2xx answer whose envelope says it failed). The message
-	// includes MLM Soft's own text.
-	ErrRejected = errors.New("mlmsoft: rejected by MLM Soft")
-
 	// ErrNotRunning is returned by methods that need the background workers
 	// (Wait on a batch handle, for instance) when the plugin was shut down.
 	ErrNotRunning = errors.New("mlmsoft: plugin not running")

@@ -106,9 +106,6 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-// UserType returns the "type" parameter the client sends.
-func (c *Client) UserType() string { return c.userType }
-
 // Kind classifies a failure.
 type Kind int
 

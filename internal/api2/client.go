@@ -1,7 +1,3 @@
-// Package api2 is the client of MLM Soft's API2 "online-office" gateway:
-// request signing, the answer envelope, and the classification of every
-// failure into retryable, ambiguous or business. Every assumption about the
-// wire that MLMSOFT-API.md marks [assume] lives in this package.
 package api2
 
 import (
@@ -12,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -26,26 +24,56 @@ type Config struct {
 	BaseURL    string        // e.g. https://acme.mlmsoft.com/api2/online-office/
 	Token      string        // the API token; never logged
 	AppID      string        // the App-Id header; "" means "1"
-	HTTPClient *http.Client  // nil means a client of our own
+	HTTPClient *http.Client  // nil means a client of our own; copied, never changed
 	Timeout    time.Duration // per request; 0 means 30s
 	UserType   string        // the "type" parameter; "" means "member"
+	// ExpectContinueTimeout bounds how long a POST waits for the server's
+	// "100 Continue" before sending its body anyway; 0 means
+	// ExpectContinueTimeoutDefault. Negative sends no "Expect:
+	// 100-continue" at all: the body goes with the head, so every failure
+	// once it went is Ambiguous. Ignored with a RoundTripper that is not an
+	// *http.Transport.
+	ExpectContinueTimeout time.Duration
+	// MaxIdleConnsPerHost is how many idle connections to MLM Soft are
+	// kept for reuse, so that N concurrent workers do not open and close a
+	// socket per request; 0 means MaxIdleConnsPerHostDefault, negative
+	// keeps none. Ignored with a RoundTripper that is not an
+	// *http.Transport.
+	MaxIdleConnsPerHost int
+	// MisconfigMessages lists case-insensitive parts of MLM Soft's refusal
+	// texts that blame the credentials (token, App-Id) rather than the
+	// request: a failed envelope whose reason contains one is a Misconfigured
+	// error, not a Business one. nil means MisconfigMessagesDefault; an
+	// empty non-nil list matches nothing.
+	MisconfigMessages []string
 }
 
 // Client sends signed API2 requests. Safe for concurrent use.
 type Client struct {
-	base     *url.URL
-	token    string
-	appID    string
-	http     *http.Client
-	timeout  time.Duration
-	userType string
-	// expect reports whether POST bodies wait for "100 Continue": only then
-	// does an unread body prove that a failed request was not processed.
+	base      *url.URL
+	token     string
+	appID     string
+	http      *http.Client
+	timeout   time.Duration
+	userType  string
+	misconfig []string // lower-cased
+	// expect reports whether POSTs send "Expect: 100-continue", so that
+	// their body waits (a bounded time) until the server asks for it.
 	expect bool
 }
 
 // maxAnswer bounds how much of an answer is read.
 const maxAnswer = 8 << 20
+
+// MaxIdleConnsPerHostDefault is Config.MaxIdleConnsPerHost when it is 0.
+const MaxIdleConnsPerHostDefault = 16
+
+// ExpectContinueTimeoutDefault is how long a POST waits for "100 Continue"
+// when Config.ExpectContinueTimeout is 0: one second, as curl does (MLM
+// Soft's own PHP integration sends its requests with curl). A server that
+// never sends "100 Continue" (PHP's built-in server, some proxies) then
+// gets the body after that second instead of never.
+const ExpectContinueTimeoutDefault = time.Second
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -69,34 +97,67 @@ func New(cfg Config) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
 	}
-	c.http, c.expect = httpClient(cfg.HTTPClient, c.timeout)
+	misconfig := cfg.MisconfigMessages
+	if misconfig == nil {
+		misconfig = MisconfigMessagesDefault
+	}
+	for _, m := range misconfig {
+		if m = strings.ToLower(strings.TrimSpace(m)); m != "" {
+			c.misconfig = append(c.misconfig, m)
+		}
+	}
+	expectWait := cfg.ExpectContinueTimeout
+	if expectWait == 0 {
+		expectWait = ExpectContinueTimeoutDefault
+	}
+	idle := cfg.MaxIdleConnsPerHost
+	if idle == 0 {
+		idle = MaxIdleConnsPerHostDefault
+	}
+	c.http, c.expect = httpClient(cfg.HTTPClient, expectWait, idle)
 	return c, nil
 }
 
-// httpClient returns the client to use and whether it gates request bodies
-// on "100 Continue". A host's client is copied, never changed; its transport
-// is cloned with ExpectContinueTimeout set when it is an *http.Transport.
-func httpClient(hc *http.Client, timeout time.Duration) (*http.Client, bool) {
+// httpClient returns the client to use and whether POSTs send "Expect:
+// 100-continue" (expectWait > 0 and a transport that honours it). A host's
+// client is copied, never changed; its transport is cloned when it is an
+// *http.Transport, and keeps idle connections per host (negative: none).
+// Redirects are never followed: a redirect means the base URL is wrong
+// (http for https, a moved host), and following one would resend a POST's
+// body.
+func httpClient(hc *http.Client, expectWait time.Duration, idle int) (*http.Client, bool) {
 	var out http.Client
 	if hc != nil {
 		out = *hc
 	}
+	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	var base *http.Transport
 	switch t := out.Transport.(type) {
 	case nil:
-		base = http.DefaultTransport.(*http.Transport)
+		dt, ok := http.DefaultTransport.(*http.Transport)
+		if !ok {
+			return &out, false // a host replaced it: a RoundTripper we cannot configure
+		}
+		base = dt
 	case *http.Transport:
 		base = t
 	default:
-		return &out, false // unknown RoundTripper: every post-send failure is ambiguous
+		return &out, false // unknown RoundTripper: used as is
 	}
 	t := base.Clone()
-	// The body goes only after the server says "100 Continue" (which Go and
-	// nginx send when the handler starts reading it). If the server answers,
-	// hangs or drops before that, it cannot have processed the request.
-	t.ExpectContinueTimeout = timeout + time.Minute
+	if expectWait > 0 {
+		// The body goes when the server says "100 Continue" (which Go and
+		// nginx send when the handler starts reading it) or when expectWait
+		// passes. An answer or a failure before that proves the server
+		// never had the body.
+		t.ExpectContinueTimeout = expectWait
+	}
+	t.MaxIdleConnsPerHost = idle // Go reads a negative value as "keep none"
+	if t.MaxIdleConns != 0 && t.MaxIdleConns < idle {
+		t.MaxIdleConns = idle // 0 is no limit
+	}
 	out.Transport = t
-	return &out, true
+	return &out, expectWait > 0
 }
 
 func cmpOr(s, def string) string {
@@ -104,89 +165,6 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// Kind classifies a failure.
-type Kind int
-
-// The kinds of failure.
-const (
-	// Retryable: MLM Soft certainly did not process the request (network
-	// error before the body went out, 5xx, 429, non-JSON, another non-2xx).
-	Retryable Kind = iota + 1
-	// Ambiguous: the request may have been processed but no usable answer
-	// came back. Never resend blindly.
-	Ambiguous
-	// Business: MLM Soft answered and refused (a failed envelope). Permanent.
-	Business
-)
-
-// String names the kind.
-func (k Kind) String() string {
-	switch k {
-	case Retryable:
-		return "retryable"
-	case Ambiguous:
-		return "ambiguous"
-	case Business:
-		return "business"
-	}
-	return "unknown"
-}
-
-// Error is every failure the client returns. Its text never includes the
-// token, the Security-Key, a password or the request URL's query.
-type Error struct {
-	Kind       Kind
-	Endpoint   string
-	Status     int           // HTTP status, 0 if none came
-	RetryAfter time.Duration // from a 429 or 503 Retry-After, 0 if none
-	Code       int           // envelope errorCode, for business errors
-	Message    string        // MLM Soft's message, for business errors
-	Err        error         // the transport cause, if any
-}
-
-// Error describes the failure without secrets.
-func (e *Error) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: ", e.Endpoint)
-	switch e.Kind {
-	case Business:
-		b.WriteString("refused by MLM Soft")
-		if e.Code != 0 {
-			fmt.Fprintf(&b, " (errorCode %d)", e.Code)
-		}
-		if e.Message != "" {
-			b.WriteString(": " + e.Message)
-		}
-		return b.String()
-	case Ambiguous:
-		b.WriteString("no answer after the request was sent (it may have been processed)")
-	default:
-		b.WriteString("not processed")
-	}
-	if e.Status != 0 {
-		fmt.Fprintf(&b, ": HTTP %d", e.Status)
-	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
-	}
-	if e.Err != nil {
-		b.WriteString(": " + e.Err.Error())
-	}
-	return b.String()
-}
-
-// Unwrap returns the transport cause, if any.
-func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the Kind of err, or 0 when err is not from this client.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
 }
 
 // Envelope is the API2 answer wrapper.
@@ -287,6 +265,61 @@ func (id *ID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// bodyWatch follows a POST's body through the transport, to tell whether
+// the server may have read it.
+type bodyWatch struct {
+	read      atomic.Bool // the transport started reading the body
+	continued atomic.Bool // the server asked for it with "100 Continue"
+	other1xx  atomic.Bool // another informational answer came first
+	answered  atomic.Bool // an answer started
+	readFirst atomic.Bool // the body was being read when the answer started
+}
+
+// body returns a reader of b that records its first read.
+func (w *bodyWatch) body(b []byte) io.ReadCloser {
+	return io.NopCloser(bodyTracker{bytes.NewReader(b), &w.read})
+}
+
+// trace returns the hooks that tell when the answer started.
+func (w *bodyWatch) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GotFirstResponseByte: func() {
+			w.readFirst.Store(w.read.Load())
+			w.answered.Store(true)
+		},
+		Got100Continue: func() { w.continued.Store(true) },
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+			if code != http.StatusContinue {
+				w.other1xx.Store(true)
+			}
+			return nil
+		},
+	}
+}
+
+// mayHaveRead reports whether the server may have read the body, once the
+// request ended with an answer (gotAnswer) or without one. Nil (a GET) has
+// no body.
+//
+// Bytes leave only after the transport reads them from the body, so a body
+// never read never left, with or without "Expect: 100-continue" and with
+// any RoundTripper. When an answer began before the body was read, the
+// server decided without it: Go's transport sends the body after such an
+// answer only to keep the connection usable.
+func (w *bodyWatch) mayHaveRead(gotAnswer bool) bool {
+	switch {
+	case w == nil:
+		return false
+	case w.continued.Load():
+		return true
+	case gotAnswer && w.answered.Load() && !w.other1xx.Load():
+		return w.readFirst.Load()
+	}
+	// No answer, or one whose start we could not see (a RoundTripper that
+	// ignores traces, or a 1xx before it): whatever was read may have gone.
+	return w.read.Load()
+}
+
 // bodyTracker records whether the transport started reading the body.
 type bodyTracker struct {
 	r    io.Reader
@@ -299,8 +332,9 @@ func (t bodyTracker) Read(p []byte) (int, error) {
 }
 
 // Call sends one signed request and returns the envelope of a successful
-// answer, or an *Error. Exported for the fake server's tests; the plugin
-// uses the typed methods.
+// answer, or an *Error classified by the rule in the package comment. The
+// typed methods use it; it is exported for tests and for endpoints they do
+// not cover.
 func (c *Client) Call(ctx context.Context, method, endpoint string, params phpquery.Map) (*Envelope, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -318,17 +352,19 @@ func (c *Client) Call(ctx context.Context, method, endpoint string, params phpqu
 			return nil, &Error{Kind: Retryable, Endpoint: endpoint, Err: fmt.Errorf("encode body: %w", err)}
 		}
 	}
-	var sent atomic.Bool
+	var watch *bodyWatch
+	if body != nil {
+		watch = &bodyWatch{}
+		ctx = httptrace.WithClientTrace(ctx, watch.trace())
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, &Error{Kind: Retryable, Endpoint: endpoint, Err: errors.New("build request")}
 	}
 	if body != nil {
 		req.ContentLength = int64(len(body))
-		req.Body = io.NopCloser(bodyTracker{bytes.NewReader(body), &sent})
-		req.GetBody = func() (io.ReadCloser, error) {
-			return io.NopCloser(bodyTracker{bytes.NewReader(body), &sent}), nil
-		}
+		req.Body = watch.body(body)
+		req.GetBody = func() (io.ReadCloser, error) { return watch.body(body), nil }
 		if c.expect {
 			req.Header.Set("Expect", "100-continue")
 		}
@@ -344,10 +380,8 @@ func (c *Client) Call(ctx context.Context, method, endpoint string, params phpqu
 			return nil, &Error{Kind: Retryable, Endpoint: endpoint, Err: fmt.Errorf("encode query: %w", err)}
 		}
 	}
-	req.Header.Set("Security-Key", phpquery.SecurityKey(signed, c.token))
-
-	// GETs only read; a lost answer to one is as harmless as no request.
-	mayHaveApplied := func() bool { return method != http.MethodGet && (sent.Load() || !c.expect) }
+	key := phpquery.SecurityKey(signed, c.token)
+	req.Header.Set("Security-Key", key)
 
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -355,37 +389,65 @@ func (c *Client) Call(ctx context.Context, method, endpoint string, params phpqu
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error quotes the URL, and a GET's query holds parameters
 		}
-		kind := Retryable
-		if mayHaveApplied() {
-			kind = Ambiguous
-		}
-		return nil, &Error{Kind: kind, Endpoint: endpoint, Err: err}
+		o := outcome{method: method, bodyRead: watch.mayHaveRead(false), err: err}
+		return nil, c.failure(endpoint, o, nil, nil, secrets(c.token, key, u.RawQuery, params))
 	}
 	defer resp.Body.Close()
+	bodyRead := watch.mayHaveRead(true)
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// [assume] MLM Soft's error statuses are undocumented: any non-2xx
-		// is a transport failure, retried (MLMSOFT-API.md, Envelope).
-		return nil, &Error{Kind: Retryable, Endpoint: endpoint, Status: resp.StatusCode,
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	o, env := answered(method, bodyRead, resp.StatusCode, raw, readErr, c.misconfig)
+	if classify(o) == success {
+		return env, nil
 	}
-	var env Envelope
-	if readErr == nil {
-		readErr = json.Unmarshal(raw, &env)
-	}
-	if readErr != nil {
-		// A 2xx whose answer is cut or unreadable: if MLM Soft had the body
-		// it may have acted on it.
-		kind := Retryable
-		if mayHaveApplied() {
-			kind = Ambiguous
+	return nil, c.failure(endpoint, o, env, resp, secrets(c.token, key, u.RawQuery, params))
+}
+
+// failure builds the *Error of a failed outcome. env and resp are nil when
+// none came; secrets are taken out of every text MLM Soft or the transport
+// supplied.
+func (c *Client) failure(endpoint string, o outcome, env *Envelope, resp *http.Response, secrets []string) *Error {
+	e := &Error{Kind: classify(o), Endpoint: endpoint, Status: o.status, Err: scrubErr(o.err, secrets)}
+	if o.err == nil && env != nil {
+		e.Code = env.ErrorCode
+		if !env.OK() {
+			e.Message = env.Reason()
 		}
-		return nil, &Error{Kind: kind, Endpoint: endpoint, Status: resp.StatusCode, Err: fmt.Errorf("unreadable answer: %w", readErr)}
 	}
-	if !env.OK() {
-		return nil, &Error{Kind: Business, Endpoint: endpoint, Status: resp.StatusCode, Code: env.ErrorCode, Message: env.Reason()}
+	if resp != nil {
+		if !is2xx(resp.StatusCode) {
+			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if e.Kind == Misconfigured && e.Message == "" {
+			e.Message = describe(resp)
+		}
 	}
-	return &env, nil
+	e.Message = scrub(e.Message, secrets)
+	return e
+}
+
+// secrets lists what must never appear in an error: the token, the
+// Security-Key, a GET's query and every password parameter, raw and in
+// each encoding a server could echo back.
+func secrets(token, key, query string, params phpquery.Map) []string {
+	out := []string{token, key, query}
+	var walk func(m phpquery.Map)
+	walk = func(m phpquery.Map) {
+		for _, p := range m {
+			switch v := p.Value.(type) {
+			case phpquery.Map:
+				walk(v)
+			case string:
+				if strings.Contains(strings.ToLower(p.Key), "password") {
+					form := strings.TrimPrefix(phpquery.BuildQuery(phpquery.Map{{Key: "p", Value: v}}), "p=")
+					quoted, _ := phpquery.Map{{Key: "p", Value: v}}.MarshalJSON()
+					quoted = bytes.TrimSuffix(bytes.TrimPrefix(quoted, []byte(`{"p":"`)), []byte(`"}`))
+					out = append(out, v, form, string(quoted), url.QueryEscape(v), url.PathEscape(v))
+				}
+			}
+		}
+	}
+	walk(params)
+	return out
 }
 
 // retryAfter parses a Retry-After header: seconds or an HTTP date.

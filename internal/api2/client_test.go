@@ -169,9 +169,10 @@ func TestBusinessErrorShapes(t *testing.T) {
 	}
 }
 
-// TestFailureClassification checks the one rule that keeps commissions
-// single: a failure is retryable only if MLM Soft cannot have processed the
-// request, which for a POST means it never read the body.
+// TestFailureClassification checks the rule end to end against a Go
+// server: a POST failure is retryable only if MLM Soft cannot have applied
+// the request, which needs the body unread; a GET failure always is, unless
+// MLM Soft refused it or the configuration is wrong.
 func TestFailureClassification(t *testing.T) {
 	t.Parallel()
 	hijackClose := func(w http.ResponseWriter) {
@@ -180,26 +181,53 @@ func TestFailureClassification(t *testing.T) {
 			conn.Close()
 		}
 	}
+	answer := func(status int, body string) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			io.WriteString(w, body)
+		}
+	}
+	afterReading := func(status int, body string) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body)
+			answer(status, body)(w, r)
+		}
+	}
 	cases := []struct {
 		name      string
 		handler   func(w http.ResponseWriter, r *http.Request)
-		kind      Kind
+		post, get Kind
 		retryWait time.Duration
 	}{
-		{"500 before reading", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, Retryable, 0},
+		{"success before reading", answer(200, okEnv), success, success, 0},
+		{"success after reading", afterReading(200, okEnv), success, success, 0},
+		{"500 before reading", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, Retryable, Retryable, 0},
 		{"503 with Retry-After", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "7")
 			w.WriteHeader(503)
-		}, Retryable, 7 * time.Second},
+		}, Retryable, Retryable, 7 * time.Second},
 		{"429 with Retry-After", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "3")
 			w.WriteHeader(429)
-		}, Retryable, 3 * time.Second},
-		{"non-JSON before reading", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>oops</html>")) }, Retryable, 0},
-		{"non-JSON after reading", func(w http.ResponseWriter, r *http.Request) {
-			io.ReadAll(r.Body)
-			w.Write([]byte("<html>oops</html>"))
-		}, Ambiguous, 0},
+		}, Retryable, Retryable, 3 * time.Second},
+		{"non-JSON before reading", answer(200, "<html>oops</html>"), Retryable, Retryable, 0},
+		{"non-JSON after reading", afterReading(200, "<html>oops</html>"), Ambiguous, Retryable, 0},
+		{"502 HTML after reading", afterReading(502, gatewayHTML), Ambiguous, Retryable, 0},
+		{"504 HTML after reading", afterReading(504, gatewayHTML), Ambiguous, Retryable, 0},
+		{"500 envelope after reading", afterReading(500, serverEnv), Ambiguous, Retryable, 0},
+		{"429 HTML after reading", afterReading(429, gatewayHTML), Ambiguous, Retryable, 0},
+		{"429 envelope after reading", afterReading(429, tooManyEnv), Retryable, Retryable, 0},
+		{"400 envelope after reading", afterReading(400, badJSONEnv), Business, Business, 0},
+		{"400 envelope before reading", answer(400, badJSONEnv), Retryable, Business, 0},
+		{"200 failed envelope after reading", afterReading(200, failedEnv), Business, Business, 0},
+		{"401 HTML", answer(401, gatewayHTML), Misconfigured, Misconfigured, 0},
+		{"403 envelope after reading", afterReading(403, fakeForbidden), Misconfigured, Misconfigured, 0},
+		{"404 HTML", answer(404, gatewayHTML), Misconfigured, Misconfigured, 0},
+		{"404 envelope after reading", afterReading(404, notFoundEnv), Misconfigured, Misconfigured, 0},
+		{"200 envelope naming the token", afterReading(200, tokenEnv), Misconfigured, Misconfigured, 0},
+		{"302 before reading", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "https://elsewhere.example/api2/online-office/", http.StatusFound)
+		}, Misconfigured, Misconfigured, 0},
 		// Go's server does not notice a client leaving while the body is
 		// unread, so the hang is bounded.
 		{"hang before reading", func(w http.ResponseWriter, r *http.Request) {
@@ -207,35 +235,66 @@ func TestFailureClassification(t *testing.T) {
 			case <-r.Context().Done():
 			case <-time.After(2 * time.Second):
 			}
-		}, Retryable, 0},
-		{"drop before reading", func(w http.ResponseWriter, r *http.Request) { hijackClose(w) }, Retryable, 0},
+		}, Retryable, Retryable, 0},
+		{"drop before reading", func(w http.ResponseWriter, r *http.Request) { hijackClose(w) }, Retryable, Retryable, 0},
 		{"read then drop", func(w http.ResponseWriter, r *http.Request) {
 			io.ReadAll(r.Body)
 			hijackClose(w)
-		}, Ambiguous, 0},
+		}, Ambiguous, Retryable, 0},
 		{"read then hang", func(w http.ResponseWriter, r *http.Request) {
 			io.ReadAll(r.Body)
 			<-r.Context().Done()
-		}, Ambiguous, 0},
+		}, Ambiguous, Retryable, 0},
+		{"cut answer after reading", func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body)
+			w.Header().Set("Content-Length", "1000")
+			io.WriteString(w, okEnv[:30])
+			w.(http.Flusher).Flush()
+			hijackClose(w)
+		}, Ambiguous, Retryable, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := rawServer(t, tc.handler)
 			_, err := c.ChangeVolume(context.Background(), VolumeChange{AccountID: 1, Amount: "1", OrderID: "o", Alias: "PV"})
-			var e *Error
-			if !errors.As(err, &e) || e.Kind != tc.kind {
-				t.Fatalf("POST: got %v (kind %v), want kind %v", err, KindOf(err), tc.kind)
+			if KindOf(err) != tc.post {
+				t.Fatalf("POST: got %v (kind %v), want kind %v", err, KindOf(err), tc.post)
 			}
-			if e.RetryAfter != tc.retryWait {
+			checkErrorText(t, err, EndpointVolumeChange)
+			var e *Error
+			if errors.As(err, &e) && e.RetryAfter != tc.retryWait {
 				t.Errorf("RetryAfter = %v, want %v", e.RetryAfter, tc.retryWait)
 			}
-			// A GET only reads: any failure is retryable.
 			_, err = c.GetDocument(context.Background(), 1)
-			if KindOf(err) != Retryable {
-				t.Errorf("GET: got %v, want retryable", err)
+			if KindOf(err) != tc.get {
+				t.Errorf("GET: got %v (kind %v), want kind %v", err, KindOf(err), tc.get)
 			}
+			checkErrorText(t, err, EndpointDocumentGet)
 		})
+	}
+}
+
+// checkErrorText checks that err, if any, names the endpoint once, first,
+// and says its kind in words.
+func checkErrorText(t *testing.T, err error, endpoint string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	text := err.Error()
+	rest, ok := strings.CutPrefix(text, endpoint+": ")
+	if !ok || strings.HasPrefix(rest, endpoint) {
+		t.Errorf("%q does not start with %q exactly once", text, endpoint)
+	}
+	words := map[Kind]string{
+		Retryable:     "not processed",
+		Ambiguous:     "no usable answer after the request was sent (it may have been applied)",
+		Business:      "refused by MLM Soft",
+		Misconfigured: "MLM Soft refused the credentials or the path",
+	}[KindOf(err)]
+	if words == "" || !strings.HasPrefix(rest, words) {
+		t.Errorf("%q does not say %q", text, words)
 	}
 }
 
@@ -280,7 +339,7 @@ func TestHostClientIsNotChanged(t *testing.T) {
 	if _, err := New(Config{BaseURL: "https://x.example/api2/online-office/", Token: "t", HTTPClient: hc}); err != nil {
 		t.Fatal(err)
 	}
-	if tr.ExpectContinueTimeout != 0 || hc.Transport != tr {
+	if tr.ExpectContinueTimeout != 0 || hc.Transport != tr || hc.CheckRedirect != nil {
 		t.Fatal("the host's client or transport was modified")
 	}
 	for _, bad := range []Config{{BaseURL: "ftp://x", Token: "t"}, {BaseURL: "/relative", Token: "t"}, {BaseURL: "https://x.example/"}} {

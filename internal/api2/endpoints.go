@@ -12,10 +12,15 @@ import (
 
 // The endpoints the plugin uses, relative to the base URL.
 const (
-	EndpointUserCreate   = "user/create"
-	EndpointDocumentGet  = "document/get"
-	EndpointCheckAuth    = "user/check-auth"
-	EndpointUserExists   = "user/exists"
+	// EndpointUserCreate creates a user (POST): money-relevant.
+	EndpointUserCreate = "user/create"
+	// EndpointDocumentGet reads a queued request's document (GET).
+	EndpointDocumentGet = "document/get"
+	// EndpointCheckAuth checks a login and password (GET).
+	EndpointCheckAuth = "user/check-auth"
+	// EndpointUserExists looks a login up (GET).
+	EndpointUserExists = "user/exists"
+	// EndpointVolumeChange adds volume to an account (POST): money-relevant.
 	EndpointVolumeChange = "account/volume-change"
 )
 
@@ -185,7 +190,8 @@ func (c *Client) CheckAuth(ctx context.Context, login, password string) (Auth, e
 	if err := decodePayload(env, &p); err != nil {
 		return Auth{}, &Error{Kind: Retryable, Endpoint: EndpointCheckAuth, Status: http.StatusOK, Err: fmt.Errorf("unexpected payload: %w", err)}
 	}
-	// [vendor] failure is "not success or empty auth.login".
+	// MLM Soft's own integration takes "not success, or an empty
+	// auth.login" for wrong credentials.
 	if p.Auth.Login == "" || p.Auth.User.Account.ID == 0 {
 		return Auth{}, &Error{Kind: Business, Endpoint: EndpointCheckAuth, Status: http.StatusOK, Message: "credentials not accepted"}
 	}
@@ -196,7 +202,7 @@ func (c *Client) CheckAuth(ctx context.Context, login, password string) (Auth, e
 type Exists struct {
 	Exists    bool
 	UserID    int64
-	AccountID int64 // [assume] present when MLM Soft includes the account; 0 otherwise
+	AccountID int64 // assumed: present when MLM Soft includes the account; 0 otherwise
 }
 
 // UserExists sends user/exists.
@@ -252,4 +258,20 @@ func (c *Client) ChangeVolume(ctx context.Context, v VolumeChange) (VolumeResult
 		return VolumeResult{}, nil
 	}
 	return VolumeResult{Queued: p.QueueRequest && p.DocumentID != 0, DocumentID: int64(p.DocumentID)}, nil
+}
+
+// probeLogin is the login Probe asks about: an address that cannot exist.
+const probeLogin = "mlmsoft-probe@example.invalid"
+
+// Probe sends a harmless signed request (GET user/exists for the login
+// "mlmsoft-probe@example.invalid" and the configured user type) to prove
+// that the base URL, the App-Id and the token work. It returns nil when
+// MLM Soft answers with a success envelope, whether or not the login
+// exists, and otherwise the classified *Error: Misconfigured when the
+// configuration is wrong, Retryable when MLM Soft could not be reached.
+func (c *Client) Probe(ctx context.Context) error {
+	_, err := c.Call(ctx, http.MethodGet, EndpointUserExists, phpquery.Map{
+		{Key: "login", Value: probeLogin}, {Key: "type", Value: c.userType},
+	})
+	return err
 }

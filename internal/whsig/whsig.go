@@ -1,8 +1,8 @@
 // Package whsig signs and verifies webhook bodies: HMAC-SHA256 over
 // "<unix timestamp>.<raw body>", sent as "sha256=<hex>". MLM Soft does not
 // document a webhook signature; this scheme is our assumption (see
-// MLMSOFT-API.md, "Webhook"), shared by the plugin's receiver and the fake
-// server so the whole loop is tested.
+// docs/mlmsoft-api.md, "Webhook"), shared by the plugin's receiver and the
+// fake server so the whole loop is tested.
 package whsig
 
 import (

@@ -2,6 +2,7 @@ package mlmsofttest
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type document struct {
 	entity, action string
 	due            time.Time
 	result         phpquery.Map
+	summary        string // what processing did, for the views
 	create         *createRequest
 	volume         *LedgerEntry
 }
@@ -165,7 +167,7 @@ func (s *Server) userCreate(p phpquery.Map) result {
 	}
 	_, exists := s.users[key]
 	_, pending := s.pendingLogins[key]
-	if exists || pending {
+	if exists || (pending && (s.opts.Synchronous || !s.opts.LateDuplicateCheck)) {
 		s.mu.Unlock()
 		return refuse(msgLoginTaken)
 	}
@@ -182,7 +184,9 @@ func (s *Server) userCreate(p phpquery.Map) result {
 	} else {
 		d := s.queueLocked("user", "create", now)
 		d.create = req
-		s.pendingLogins[key] = d.id
+		if !pending {
+			s.pendingLogins[key] = d.id
+		}
 		res = succeed(queued(s.docID(d.id)))
 		jobs = s.processDueLocked(now)
 	}
@@ -298,6 +302,7 @@ func (s *Server) volumeChange(p phpquery.Map) result {
 	if !s.opts.QueueVolumeChanges {
 		e.At = now
 		s.ledger = append(s.ledger, *e)
+		s.gen++
 		s.mu.Unlock()
 		return succeed(volumePayload(e))
 	}
@@ -315,6 +320,7 @@ func (s *Server) queueLocked(entity, action string, now time.Time) *document {
 	s.nextDoc++
 	s.docs[d.id] = d
 	s.queue = append(s.queue, d.id)
+	s.gen++
 	return d
 }
 
@@ -328,6 +334,7 @@ func (s *Server) addUserLocked(login, password string, sponsor int64, title stri
 	s.nextAccount++
 	s.users[strings.ToLower(login)] = u
 	s.byAccount[u.AccountID] = u
+	s.gen++
 	return u
 }
 
@@ -340,8 +347,13 @@ func (s *Server) addUserLocked(login, password string, sponsor int64, title stri
 func (s *Server) ProcessDue() {
 	now := s.clock.Now()
 	s.mu.Lock()
+	gen := s.gen
 	jobs := s.processDueLocked(now)
+	changed := s.gen != gen
 	s.mu.Unlock()
+	if changed {
+		s.saveState()
+	}
 	s.sendWebhooks(jobs)
 }
 
@@ -358,12 +370,25 @@ func (s *Server) processDueLocked(now time.Time) []webhookJob {
 			continue
 		}
 		switch {
+		case d.create != nil && s.users[strings.ToLower(d.create.login)] != nil:
+			// LateDuplicateCheck: an earlier document made the user.
+			c := d.create
+			if s.pendingLogins[strings.ToLower(c.login)] == d.id {
+				delete(s.pendingLogins, strings.ToLower(c.login))
+			}
+			d.create = nil
+			d.result = refuse(msgLoginTaken).envelope()
+			d.summary = fmt.Sprintf("%s: refused, the login exists", c.login)
+			s.logf("document %d processed: refused, the login exists", d.id)
 		case d.create != nil:
 			c := d.create
 			u := s.addUserLocked(c.login, c.password, c.sponsor, c.title)
-			delete(s.pendingLogins, strings.ToLower(c.login))
+			if s.pendingLogins[strings.ToLower(c.login)] == d.id {
+				delete(s.pendingLogins, strings.ToLower(c.login))
+			}
 			d.create = nil // the password is not kept twice
 			d.result = succeed(authPayload(u)).envelope()
+			d.summary = fmt.Sprintf("%s: user %d, account %d created", u.Login, u.UserID, u.AccountID)
 			jobs = append(jobs, webhookJob{u.Login, u.UserID, u.AccountID})
 			s.logf("document %d processed: user %d, account %d created", d.id, u.UserID, u.AccountID)
 		case d.volume != nil:
@@ -371,8 +396,12 @@ func (s *Server) processDueLocked(now time.Time) []webhookJob {
 			e.At = now
 			s.ledger = append(s.ledger, e)
 			d.result = succeed(volumePayload(&e)).envelope()
+			d.summary = fmt.Sprintf("%s %s to account %d, order %s: applied (seq %d)", e.Amount, e.Alias, e.AccountID, e.OrderID, e.Seq)
 			s.logf("document %d processed: volume change %d applied", d.id, e.Seq)
 		}
+	}
+	if len(keep) != len(s.queue) {
+		s.gen++
 	}
 	s.queue = keep
 	return jobs

@@ -80,6 +80,18 @@ func TestFaultsSeenByClient(t *testing.T) {
 				t.Errorf("status=%d, want a transport error", a.status)
 			}
 		}},
+		{name: "server error after apply", faults: Faults{ServerErrorAfterApplyRate: 1}, wantRead: true, wantEntry: true, check: func(t *testing.T, a answer) {
+			if a.err != nil || (a.status != 500 && a.status != 502 && a.status != 504) || a.jsonErr == nil ||
+				!strings.HasPrefix(a.header.Get("Content-Type"), "text/html") {
+				t.Errorf("err=%v status=%d body=%s", a.err, a.status, a.raw)
+			}
+		}},
+		{name: "server error after read", faults: Faults{ServerErrorAfterReadRate: 1}, wantRead: true, check: func(t *testing.T, a answer) {
+			if a.err != nil || (a.status != 502 && a.status != 503 && a.status != 504) || a.jsonErr == nil ||
+				!strings.HasPrefix(a.header.Get("Content-Type"), "text/html") {
+				t.Errorf("err=%v status=%d body=%s", a.err, a.status, a.raw)
+			}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,17 +186,7 @@ func outcomes(t *testing.T, seed int64, n int) []string {
 	s.SetFaults("*", Faults{BusinessErrorRate: 0.2, ServerErrorRate: 0.2, TooManyRate: 0.1, ResetRate: 0.1, NonJSONRate: 0.1, LatencyMax: 2 * time.Millisecond})
 	var out []string
 	for range n {
-		a := c.get("user/exists", loginParams("a@example.com"))
-		switch {
-		case a.err != nil:
-			out = append(out, "error")
-		case a.jsonErr != nil:
-			out = append(out, fmt.Sprintf("%d html", a.status))
-		case a.env.Primary != nil && !a.env.Primary.Success:
-			out = append(out, fmt.Sprintf("refused %T", a.env.Primary.Errors[0]))
-		default:
-			out = append(out, fmt.Sprint(a.status))
-		}
+		out = append(out, describe(c.get("user/exists", loginParams("a@example.com"))))
 	}
 	return out
 }

@@ -20,6 +20,7 @@ const maxBody = 1 << 20
 const (
 	msgBadKey   = "Security key is invalid"
 	msgBadAppID = "App-Id is invalid"
+	msgInjected = "Injected business error (mlmsofttest)"
 )
 
 type route struct {
@@ -91,8 +92,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_, _ = w.Write(b)
 }
 
-// ServeHTTP serves the API2 endpoints under BasePath.
+// ServeHTTP serves the API2 endpoints under BasePath and the views (and,
+// with Options.Control, the control endpoint) under ViewsPath.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if sub, ok := viewPath(r.URL.Path); ok {
+		if !s.enter() {
+			writeText(w, http.StatusServiceUnavailable, "text/plain; charset=utf-8", "server closed\n")
+			return
+		}
+		defer s.bg.Done()
+		s.serveView(w, r, sub)
+		return
+	}
 	endpoint := r.URL.Path
 	if i := strings.Index(endpoint, BasePath); i >= 0 {
 		endpoint = endpoint[i+len(BasePath):]
@@ -117,6 +128,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.bg.Done()
 
+	if s.opts.IgnoreExpect && expectsContinue(r) && s.serveIgnoringExpect(w, r, endpoint) {
+		return
+	}
+	s.serveAPI(w, r, endpoint)
+}
+
+// serveAPI answers one API2 request, faults included.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint string) {
 	if s.down.Load() {
 		writeText(w, http.StatusServiceUnavailable, "text/html; charset=utf-8", htmlPage(http.StatusServiceUnavailable))
 		return
@@ -133,8 +152,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	p := s.plan(endpoint)
-	if p.kind != faultNone {
-		s.logf("%s: injecting %s", endpoint, p.kind)
+	if p.kind != 0 {
+		s.logf("%s: injecting %s", endpoint, p.kind.logName())
 	}
 	if !s.sleep(r, p.latency) {
 		if s.ctx.Err() != nil {
@@ -154,7 +173,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(r.Header.Get("App-Id")), []byte(s.opts.AppID)) != 1 {
+	token, appID := s.credentials()
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get("App-Id")), []byte(appID)) != 1 {
 		writeJSON(w, http.StatusForbidden, requestError(http.StatusForbidden, msgBadAppID))
 		return
 	}
@@ -164,20 +184,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, requestError(code, msg))
 		return
 	}
-	want := phpquery.SecurityKey(params, s.opts.Token)
+	want := phpquery.SecurityKey(params, token)
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get("Security-Key")), []byte(want)) != 1 {
 		writeJSON(w, http.StatusForbidden, requestError(http.StatusForbidden, msgBadKey))
 		return
 	}
-	if p.kind == faultBusiness {
+	switch p.kind {
+	case FaultBusinessError:
 		writeJSON(w, http.StatusOK, injectedBusinessError(p.variant))
+		return
+	case FaultServerErrorAfterRead:
+		writeServerError(w, p.variant, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
 		return
 	}
 
 	s.ProcessDue()
 	res := rt.handle(s, params)
-	if p.kind == faultApplyThenDrop {
+	s.saveState() // before anyone can learn of the change
+	switch p.kind {
+	case FaultApplyThenDrop:
 		drop(w, false)
+		return
+	case FaultServerErrorAfterApply:
+		writeServerError(w, p.variant, http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout)
 		return
 	}
 	writeJSON(w, http.StatusOK, res.envelope())
@@ -214,7 +243,7 @@ func readParams(w http.ResponseWriter, r *http.Request) (phpquery.Map, int, stri
 // injectedBusinessError is a failed envelope in one of the three shapes of
 // primary.errors seen from MLM Soft.
 func injectedBusinessError(variant int) phpquery.Map {
-	const msg = "Injected business error (mlmsofttest)"
+	const msg = msgInjected
 	var item any
 	switch variant {
 	case 0:

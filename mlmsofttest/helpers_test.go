@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -261,4 +263,55 @@ func newTestServer(t testing.TB, opts Options) (*Server, *apiClient) {
 	s := NewServer(opts)
 	t.Cleanup(s.Close)
 	return s, newClient(t, s)
+}
+
+// logRecorder keeps the lines a Server logs, for tests that count events.
+type logRecorder struct {
+	t     testing.TB
+	mu    sync.Mutex
+	lines []string
+}
+
+func newLogRecorder(t testing.TB) *logRecorder { return &logRecorder{t: t} }
+
+func (l *logRecorder) Logf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+	l.t.Log(line)
+}
+
+// count returns how many lines equal line.
+func (l *logRecorder) count(line string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.lines {
+		if s == line {
+			n++
+		}
+	}
+	return n
+}
+
+// all returns every line logged so far.
+func (l *logRecorder) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// describe sums up what a request met, to compare runs.
+func describe(a answer) string {
+	switch {
+	case a.err != nil:
+		return "error"
+	case a.jsonErr != nil:
+		return fmt.Sprintf("%d html", a.status)
+	case a.env.Primary != nil && !a.env.Primary.Success:
+		return fmt.Sprintf("refused %T", a.env.Primary.Errors[0])
+	default:
+		return fmt.Sprint(a.status)
+	}
 }

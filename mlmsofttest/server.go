@@ -2,6 +2,7 @@ package mlmsofttest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -23,6 +24,11 @@ const (
 	DefaultAppID = "1"
 	// BasePath is the path under which the API2 endpoints are served.
 	BasePath = "/api2/online-office/"
+	// ViewsPath is the path under which the read-only views (and, with
+	// Options.Control, the control endpoint) are served, outside BasePath:
+	// an HTML page at ViewsPath itself, JSON at ViewsPath+"accounts",
+	// "documents" and "ledger". See the package documentation.
+	ViewsPath = "/_fake/"
 )
 
 // First ids handed out. Users, accounts and documents live in distinct
@@ -61,6 +67,13 @@ type Options struct {
 	// (auth.user.id, auth.user.account.id) at once instead of a queued
 	// document, as some tenants do.
 	Synchronous bool
+	// LateDuplicateCheck makes user/create check for a duplicate login
+	// only when its document is processed, as an asynchronous back office
+	// may: a second create for a login whose first document is still
+	// queued is accepted, and its own document later fails with "User with
+	// this login already exists". Without it the second create is refused
+	// at once. It has no effect with Synchronous.
+	LateDuplicateCheck bool
 	// DocumentIDAsString sends document ids (documentId and document.id)
 	// as numeric JSON strings instead of numbers; both occur in the wild.
 	DocumentIDAsString bool
@@ -87,39 +100,70 @@ type Options struct {
 	// deterministic for a seed and an order of requests.
 	Seed int64
 	// Logf, when set, receives one line per notable event (document
-	// processed, fault injected, webhook failed). It never receives
-	// tokens, passwords or signatures.
+	// processed, fault injected, webhook failed, state file not saved). It
+	// never receives tokens, passwords, webhook secrets or signatures.
 	Logf func(format string, args ...any)
+	// IgnoreExpect makes the server never answer "Expect: 100-continue",
+	// like PHP's built-in server and some proxies: a request carrying it
+	// is answered only once its whole body arrived, which a client sends
+	// only when its own wait for "100 Continue" runs out (Go's
+	// Transport.ExpectContinueTimeout). Such a request's body must have a
+	// Content-Length (a chunked one is answered 411). Everything else,
+	// faults included, works as usual; requests without Expect are served
+	// normally. It needs a connection it can take over (HTTP/1.1 from
+	// NewServer, Start or a mounting http.Server); elsewhere Expect is
+	// answered as usual.
+	IgnoreExpect bool
+	// StateFile, when set, makes the server's state outlive it: accounts
+	// (passwords included, for check-auth), pending logins, documents and
+	// their results, the ledger, the id counters and the per-login create
+	// counts are loaded from this JSON file when the server starts (a
+	// missing file is an empty state) and saved to it after every change
+	// and on Close. Saving writes a temporary file in the same directory,
+	// syncs it and renames it over the old one, so the file is always
+	// whole. The file holds passwords: it is created readable by its owner
+	// only. Two servers must not share one file at the same time. Call
+	// counts, faults and injections are not saved.
+	StateFile string
+	// Control enables the control endpoint, POST ViewsPath+"inject" (see
+	// the package documentation), which lets another process inject
+	// faults with InjectNext. Off, that path answers 404. It takes no
+	// credentials: enable it only where anyone who can reach the server
+	// may break it.
+	Control bool
 }
 
-// Account is a user known to the server.
+// Account is a user known to the server. Its JSON form (in the views) uses
+// the keys login, userId, accountId and sponsorAccountId.
 type Account struct {
 	// Login is the login (email) as first given.
-	Login string
+	Login string `json:"login"`
 	// UserID is MLM Soft's user id (auth.user.id).
-	UserID int64
+	UserID int64 `json:"userId"`
 	// AccountID is MLM Soft's account id (auth.user.account.id), the id used
 	// as a sponsor id and as a volume target.
-	AccountID int64
+	AccountID int64 `json:"accountId"`
 	// SponsorAccountID is the sponsor's account id; 0 for a root.
-	SponsorAccountID int64
+	SponsorAccountID int64 `json:"sponsorAccountId"`
 }
 
-// LedgerEntry is one applied account/volume-change.
+// LedgerEntry is one applied account/volume-change. Its JSON form (in the
+// views) uses the keys seq, accountId, alias, amount (a string holding the
+// literal), orderId and at.
 type LedgerEntry struct {
 	// Seq is the global order in which the request arrived (from 1).
-	Seq int64
+	Seq int64 `json:"seq"`
 	// AccountID is the account changed.
-	AccountID int64
+	AccountID int64 `json:"accountId"`
 	// Alias is the volumePropertyAlias received.
-	Alias string
+	Alias string `json:"alias"`
 	// Amount is the pointsAmount exactly as the JSON literal received
 	// ("0.1", "150", "-3.75").
-	Amount string
+	Amount string `json:"amount"`
 	// OrderID is the orderId received.
-	OrderID string
+	OrderID string `json:"orderId"`
 	// At is when the change was applied, on Options.Clock.
-	At time.Time
+	At time.Time `json:"at"`
 }
 
 // Server is a fake MLM Soft API2 server. Create it with NewServer or Start
@@ -143,9 +187,18 @@ type Server struct {
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
+	saveMu       sync.Mutex   // serializes writes of the state file
+	savedGen     atomic.Int64 // the gen last written to the state file
+	beforeRename func() error // tests: runs before the state file is replaced
+
 	mu            sync.Mutex
 	closed        bool
-	users         map[string]*user // by lower-case login
+	token, appID  string // what requests must be signed with and carry
+	webhookURL    string
+	webhookSecret []byte
+	injections    map[string][]*injection // by endpoint, in call order
+	gen           int64                   // counts changes of the saved state
+	users         map[string]*user        // by lower-case login
 	byAccount     map[int64]*user
 	pendingLogins map[string]int64 // lower-case login -> document id
 	docs          map[int64]*document
@@ -166,45 +219,54 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-// NewServer starts a Server on a free port of 127.0.0.1. It panics if it
-// cannot listen, like httptest.NewServer. Call Close when done.
+// NewServer starts a Server on a free port of 127.0.0.1. It panics, like
+// httptest.NewServer, if it cannot listen or if Options.StateFile cannot be
+// read or is corrupt. Call Close when done.
 func NewServer(opts Options) *Server {
-	s := newServer(opts)
+	s, err := newServer(opts)
+	if err != nil {
+		panic(err.Error())
+	}
 	s.hs = httptest.NewUnstartedServer(s)
 	s.hs.Start()
 	s.URL = s.hs.URL + BasePath
+	s.startLoop()
 	return s
 }
 
 // Start starts a Server listening on addr (such as "127.0.0.1:8089"), for
-// examples and manual runs. It returns an error if it cannot listen. Call
-// Close when done.
+// examples and manual runs. It returns an error if Options.StateFile cannot
+// be read or is corrupt, or if it cannot listen. Call Close when done.
 func Start(addr string, opts Options) (*Server, error) {
+	s, err := newServer(opts)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		s.cancel()
 		return nil, fmt.Errorf("mlmsofttest: listen on %s: %w", addr, err)
 	}
-	s := newServer(opts)
 	s.hs = httptest.NewUnstartedServer(s)
 	s.hs.Listener.Close()
 	s.hs.Listener = ln
 	s.hs.Start()
 	s.URL = s.hs.URL + BasePath
+	s.startLoop()
 	return s, nil
 }
 
-func newServer(opts Options) *Server {
-	if opts.Token == "" {
-		opts.Token = DefaultToken
-	}
-	if opts.AppID == "" {
-		opts.AppID = DefaultAppID
-	}
+// newServer builds a Server and loads its state file; nothing runs yet.
+func newServer(opts Options) (*Server, error) {
 	opts.Aliases = append([]string(nil), opts.Aliases...)
-	opts.WebhookSecret = append([]byte(nil), opts.WebhookSecret...)
 	s := &Server{
 		opts:          opts,
 		clock:         opts.Clock,
+		token:         cmpOr(opts.Token, DefaultToken),
+		appID:         cmpOr(opts.AppID, DefaultAppID),
+		webhookURL:    opts.WebhookURL,
+		webhookSecret: append([]byte(nil), opts.WebhookSecret...),
+		injections:    map[string][]*injection{},
 		whClient:      &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second},
 		rng:           rand.New(rand.NewSource(opts.Seed)),
 		users:         map[string]*user{},
@@ -221,9 +283,23 @@ func newServer(opts Options) *Server {
 	if s.clock == nil {
 		s.clock = realClock{}
 	}
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// startLoop starts the background processing of due documents.
+func (s *Server) startLoop() {
 	s.bg.Add(1)
 	go s.processLoop()
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
 	return s
 }
 
@@ -242,8 +318,9 @@ func (s *Server) processLoop() {
 }
 
 // Close stops the server: hung requests end, pending webhook deliveries
-// stop, and Close returns once every goroutine the server started is done.
-// Calling it again does nothing.
+// stop, the state file (if any) is saved a last time, and Close returns
+// once every goroutine the server started is done. Calling it again does
+// nothing.
 func (s *Server) Close() {
 	s.once.Do(func() {
 		s.mu.Lock()
@@ -254,15 +331,60 @@ func (s *Server) Close() {
 			s.hs.Close()
 		}
 		s.bg.Wait()
+		s.saveState()
 		if t, ok := s.whClient.Transport.(*http.Transport); ok {
 			t.CloseIdleConnections()
 		}
 	})
 }
 
+// SetToken changes the API token requests must be signed with from now on
+// (DefaultToken when token is empty), as when MLM Soft's token is rotated:
+// requests signed with the old one are refused with HTTP 403 until the
+// client follows. Safe for concurrent use.
+func (s *Server) SetToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = cmpOr(token, DefaultToken)
+}
+
+// SetAppID changes the App-Id header requests must carry from now on
+// (DefaultAppID when id is empty). Safe for concurrent use.
+func (s *Server) SetAppID(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appID = cmpOr(id, DefaultAppID)
+}
+
+// SetWebhook changes where webhooks go and what signs them, as
+// Options.WebhookURL and Options.WebhookSecret do at start; an empty url
+// stops sending new ones. Deliveries already under way use the new target
+// and secret from their next attempt. Safe for concurrent use.
+func (s *Server) SetWebhook(url string, secret []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.webhookURL = url
+	s.webhookSecret = append([]byte(nil), secret...)
+}
+
+// credentials returns the token and App-Id requests must match now.
+func (s *Server) credentials() (token, appID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.token, s.appID
+}
+
+// webhookTarget returns the webhook URL and secret in force now.
+func (s *Server) webhookTarget() (string, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.webhookURL, s.webhookSecret
+}
+
 // Handler returns the server's http.Handler, to mount in another server
-// (any path containing BasePath followed by an endpoint is served). After
-// Close it answers 503 to everything.
+// (any path containing BasePath followed by an endpoint is served, and any
+// path containing ViewsPath a view). After Close it answers 503 to
+// everything.
 func (s *Server) Handler() http.Handler { return s }
 
 // SetDown makes every request fail with HTTP 503 before its body is read
@@ -304,22 +426,31 @@ func (s *Server) Account(login string) (Account, bool) {
 // taken, or if sponsorAccountID is neither 0 nor an existing account: those
 // are mistakes in the test itself.
 func (s *Server) AddAccount(login, password string, sponsorAccountID int64) Account {
+	a, err := s.addAccount(login, password, sponsorAccountID)
+	if err != nil {
+		panic("mlmsofttest: AddAccount: " + err.Error())
+	}
+	s.saveState()
+	return a
+}
+
+func (s *Server) addAccount(login, password string, sponsorAccountID int64) (Account, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := strings.ToLower(login)
 	if login == "" {
-		panic("mlmsofttest: AddAccount: empty login")
+		return Account{}, errors.New("empty login")
 	}
 	if _, ok := s.users[key]; ok {
-		panic(fmt.Sprintf("mlmsofttest: AddAccount: login %q already exists", login))
+		return Account{}, fmt.Errorf("login %q already exists", login)
 	}
 	if _, ok := s.pendingLogins[key]; ok {
-		panic(fmt.Sprintf("mlmsofttest: AddAccount: login %q has a user/create pending", login))
+		return Account{}, fmt.Errorf("login %q has a user/create pending", login)
 	}
 	if _, ok := s.byAccount[sponsorAccountID]; sponsorAccountID != 0 && !ok {
-		panic(fmt.Sprintf("mlmsofttest: AddAccount: sponsor account %d does not exist", sponsorAccountID))
+		return Account{}, fmt.Errorf("sponsor account %d does not exist", sponsorAccountID)
 	}
-	return s.addUserLocked(login, password, sponsorAccountID, login).Account
+	return s.addUserLocked(login, password, sponsorAccountID, login).Account, nil
 }
 
 // Ledger returns, in arrival order, the volume changes applied to

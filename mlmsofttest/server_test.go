@@ -75,7 +75,7 @@ func TestSignature(t *testing.T) {
 }
 
 // TestPHPVectors sends requests exactly as PHP 8.2 built and signed them
-// (shared/testdata/api2-signing-vectors.json): the server must accept the
+// (internal/phpquery/testdata/api2-signing-vectors.json): the server must accept the
 // signatures and see the same parameters.
 func TestPHPVectors(t *testing.T) {
 	t.Parallel()

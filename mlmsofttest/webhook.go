@@ -21,14 +21,14 @@ const (
 )
 
 // sendWebhooks starts the background deliveries of jobs. Nothing is sent
-// without Options.WebhookURL or after Close.
+// without a webhook URL (Options.WebhookURL, SetWebhook) or after Close.
 func (s *Server) sendWebhooks(jobs []webhookJob) {
-	if s.opts.WebhookURL == "" || len(jobs) == 0 {
+	if len(jobs) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.webhookURL == "" {
 		return
 	}
 	for _, j := range jobs {
@@ -50,7 +50,11 @@ func (s *Server) deliver(j webhookJob) {
 	}
 	pause := webhookBackoff
 	for attempt := 1; ; attempt++ {
-		status, err := s.postWebhook(body)
+		target, secret := s.webhookTarget()
+		if target == "" { // SetWebhook turned webhooks off
+			return
+		}
+		status, err := s.postWebhook(target, secret, body)
 		if err == nil && status >= 200 && status < 300 {
 			return
 		}
@@ -79,16 +83,16 @@ func (s *Server) deliver(j webhookJob) {
 	}
 }
 
-func (s *Server) postWebhook(body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.opts.WebhookURL, bytes.NewReader(body))
+func (s *Server) postWebhook(target string, secret, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, errors.New("invalid webhook URL") // the error would quote it
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if len(s.opts.WebhookSecret) > 0 {
+	if len(secret) > 0 {
 		ts := s.clock.Now().Unix()
 		req.Header.Set(whsig.TimestampHeader, strconv.FormatInt(ts, 10))
-		req.Header.Set(whsig.SignatureHeader, whsig.Sign(s.opts.WebhookSecret, ts, body))
+		req.Header.Set(whsig.SignatureHeader, whsig.Sign(secret, ts, body))
 	}
 	resp, err := s.whClient.Do(req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,9 +19,9 @@ import (
 // scan of all records says it should.
 func TestIndexesMatchBruteForce(t *testing.T) {
 	t.Parallel()
-	seeds, ops := 3, 1500
+	seeds, ops := 4, 2000
 	if testing.Short() {
-		seeds, ops = 2, 500
+		seeds, ops = 2, 600
 	}
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
@@ -34,19 +35,40 @@ func runRandomOps(t *testing.T, rng *rand.Rand, ops int) {
 	ctx := context.Background()
 	s := New()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tm := func() time.Time { return base.Add(time.Duration(rng.IntN(12)) * time.Minute) }
+	tm := func() time.Time {
+		if rng.IntN(6) == 0 {
+			return time.Time{}
+		}
+		return base.Add(time.Duration(rng.IntN(12)) * time.Minute)
+	}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	users := []string{"a", "b", "c", "d", "e", "f"}
 	owners := []string{"", "w1", "w2", "w3"}
 	emails := []string{"", "", "x@example.com", "y@example.com", "z@example.com"}
-	vstates := []mlmsoft.VolumeState{
-		mlmsoft.VolumePending, mlmsoft.VolumeSending, mlmsoft.VolumeDelivered, mlmsoft.VolumeParked,
-		mlmsoft.VolumeUncertain, mlmsoft.VolumeRejected, mlmsoft.VolumeSkipped,
+	vstates := append(slices.Clone(mlmsoft.VolumeStates), "held")
+	lstates := append(slices.Clone(mlmsoft.LinkStates), "paused")
+	keys, events := 0, 0
+	newEvents := func() []mlmsoft.Event {
+		var out []mlmsoft.Event
+		for range rng.IntN(3) {
+			events++
+			out = append(out, mlmsoft.Event{ID: fmt.Sprint("e", events), Attempts: rng.IntN(2), NextAttemptAt: tm(), CreatedAt: tm()})
+		}
+		if len(out) > 0 && rng.IntN(10) == 0 {
+			out[0].ID = fmt.Sprint("e", rng.IntN(events)+1) // maybe taken
+		}
+		return out
 	}
-	lstates := []mlmsoft.LinkState{mlmsoft.LinkPending, mlmsoft.LinkCreated, mlmsoft.LinkLinked, mlmsoft.LinkFailed}
-	keys := 0
+	eventIDs := func() []string {
+		var ids []string
+		for id := range s.events {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		return ids
+	}
 	for op := range ops {
-		switch rng.IntN(10) {
+		switch rng.IntN(16) {
 		case 0, 1:
 			var batch []mlmsoft.VolumeChange
 			for range 1 + rng.IntN(3) {
@@ -62,56 +84,68 @@ func runRandomOps(t *testing.T, rng *rand.Rand, ops int) {
 				}
 				batch = append(batch, mlmsoft.VolumeChange{
 					UserID: pick(users), IdempotencyKey: key, Alias: "PV", State: st,
-					NextAttemptAt: tm(), CreatedAt: tm(),
+					NextAttemptAt: tm(), CreatedAt: tm(), UpdatedAt: tm(),
 				})
 			}
 			_, _ = s.EnqueueVolumes(ctx, batch)
 		case 2, 3:
 			c := mlmsoft.VolumeClaim{Owner: pick(owners[1:]), Now: tm(), Lease: time.Duration(rng.IntN(4)) * time.Minute, Limit: 1 + rng.IntN(3)}
-			for _, u := range users {
-				if rng.IntN(6) == 0 {
-					c.Exclude = append(c.Exclude, u)
-				}
-			}
 			want := s.bruteClaimVolumes(c)
-			got, err := s.ClaimVolumes(ctx, c)
+			claimed, err := s.ClaimVolumes(ctx, c)
 			if err != nil {
 				t.Fatal(err)
+			}
+			var got []mlmsoft.VolumeChange
+			for _, h := range claimed {
+				got = append(got, h.Change)
 			}
 			if !slices.Equal(got, want) {
 				t.Fatalf("op %d: ClaimVolumes(%+v) = %v, a scan says %v", op, c, volIDs(got), volIDs(want))
 			}
-		case 4:
-			if len(s.vols) == 0 {
+		case 4, 5:
+			if s.lastID == 0 {
 				continue
 			}
 			u := mlmsoft.VolumeUpdate{
-				ID: 1 + rng.Int64N(int64(len(s.vols))), Owner: pick(owners), Release: rng.IntN(2) == 0,
-				State: vstates[rng.IntN(len(vstates))], NextAttemptAt: tm(), UpdatedAt: tm(),
+				ID: 1 + rng.Int64N(s.lastID), Owner: pick(owners), KeepLease: rng.IntN(3) == 0, LeaseUntil: tm(),
+				State: vstates[rng.IntN(len(vstates))], NextAttemptAt: tm(), UpdatedAt: tm(), Events: newEvents(),
 			}
-			if rng.IntN(3) == 0 {
+			if r := s.vols[u.ID]; r != nil && rng.IntN(4) > 0 {
+				u.From = []mlmsoft.VolumeState{r.c.State}
+			} else {
 				u.From = []mlmsoft.VolumeState{vstates[rng.IntN(len(vstates))]}
 			}
-			_, _ = s.UpdateVolume(ctx, u)
-		case 5:
-			_ = s.ReleaseVolumeUser(ctx, pick(owners), pick(users))
+			if rng.IntN(2) == 0 {
+				u.Send = &mlmsoft.VolumeSend{At: tm(), AccountID: 7}
+			}
+			before := s.eventCount()
+			res, err := s.UpdateVolume(ctx, u)
+			if err == nil && s.eventCount() != before+len(u.Events) {
+				t.Fatalf("op %d: UpdateVolume stored %d events of %d", op, s.eventCount()-before, len(u.Events))
+			}
+			if err == nil && res.Next.ID != 0 && (res.Next.State != mlmsoft.VolumeSending || res.Next.UserID != res.Change.UserID) {
+				t.Fatalf("op %d: Send marked %+v", op, res.Next)
+			}
 		case 6:
-			_ = s.WakeVolumes(ctx, pick(users), tm())
-		case 7:
+			_, _ = s.PurgeVolumes(ctx, tm(), 1+rng.IntN(4))
+		case 7, 8:
 			l := mlmsoft.Link{
 				UserID: pick(users), Email: pick(emails), State: lstates[rng.IntN(len(lstates))],
-				NextAttemptAt: tm(), LeaseOwner: pick(owners), LeaseUntil: tm(),
+				NextAttemptAt: tm(), UpdatedAt: tm(),
 			}
 			if cur, err := s.GetLink(ctx, l.UserID); err == nil {
 				l.Version = cur.Version
 				if rng.IntN(5) == 0 {
 					l.Version--
 				}
-				_, _ = s.UpdateLink(ctx, l)
+				_, _ = s.UpdateLink(ctx, mlmsoft.LinkUpdate{
+					Link: l, Owner: pick(owners), KeepLease: rng.IntN(3) == 0, LeaseUntil: tm(),
+					WakeVolumes: rng.IntN(2) == 0, Events: newEvents(),
+				})
 			} else {
-				_, _ = s.CreateLink(ctx, l)
+				_, _ = s.CreateLink(ctx, l, newEvents()...)
 			}
-		case 8, 9:
+		case 9, 10:
 			c := mlmsoft.LinkClaim{Owner: pick(owners[1:]), Now: tm(), Lease: time.Duration(rng.IntN(4)) * time.Minute, Limit: 1 + rng.IntN(3)}
 			want := s.bruteClaimLinks(c)
 			got, err := s.ClaimLinks(ctx, c)
@@ -121,9 +155,44 @@ func runRandomOps(t *testing.T, rng *rand.Rand, ops int) {
 			if !slices.Equal(linkUserIDs(got), want) {
 				t.Fatalf("op %d: ClaimLinks(%+v) = %v, a scan says %v", op, c, linkUserIDs(got), want)
 			}
+		case 11, 12:
+			c := mlmsoft.EventClaim{Owner: pick(owners[1:]), Now: tm(), Lease: time.Duration(rng.IntN(4)) * time.Minute, Limit: 1 + rng.IntN(3)}
+			want := s.bruteClaimEvents(c)
+			got, err := s.ClaimEvents(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids := evIDs(got); !slices.Equal(ids, want) {
+				t.Fatalf("op %d: ClaimEvents(%+v) = %v, a scan says %v", op, c, ids, want)
+			}
+		case 13, 14:
+			ids := eventIDs()
+			if len(ids) == 0 {
+				continue
+			}
+			_ = s.UpdateEvent(ctx, mlmsoft.EventUpdate{
+				ID: pick(ids), Owner: pick(owners), Done: rng.IntN(3) == 0,
+				Attempts: rng.IntN(3), NextAttemptAt: tm(), LastError: "x",
+			})
+		case 15:
+			want := s.bruteCounts()
+			got, err := s.Counts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !countsMatch(got.Links, want.Links) || !countsMatch(got.Volumes, want.Volumes) || !got.OldestOpen.Equal(want.OldestOpen) ||
+				got.Events != want.Events || got.FailingEvents != want.FailingEvents {
+				t.Fatalf("op %d: Counts = %+v, a scan says %+v", op, got, want)
+			}
 		}
 		s.checkIndexes(t, op)
 	}
+}
+
+func (s *Store) eventCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.events)
 }
 
 func volIDs(cs []mlmsoft.VolumeChange) []string {
@@ -142,55 +211,85 @@ func linkUserIDs(ls []mlmsoft.Link) []string {
 	return out
 }
 
+func evIDs(es []mlmsoft.Event) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.ID)
+	}
+	return out
+}
+
 // bruteClaimVolumes is ClaimVolumes by a scan of every change, without
 // leasing anything.
 func (s *Store) bruteClaimVolumes(c mlmsoft.VolumeClaim) []mlmsoft.VolumeChange {
-	type cand struct {
-		head *volRec
-		seq  uint64
-	}
-	var cands []cand
+	var heads []mlmsoft.VolumeChange
 	for _, q := range s.users {
-		var head *volRec
 		for _, r := range q.changes {
-			if !r.c.State.Final() {
-				head = r
-				break
+			if r.c.State.Final() {
+				continue
 			}
+			if dueAt(r.c.NextAttemptAt, c.Now) && !q.lease.Held(c.Now) {
+				heads = append(heads, r.c)
+			}
+			break
 		}
-		if head == nil || !openState(head.c.State) || head.c.NextAttemptAt.After(c.Now) ||
-			leaseLive(q.leaseOwner, q.leaseUntil, c.Now) || slices.Contains(c.Exclude, q.id) {
-			continue
-		}
-		cands = append(cands, cand{head, q.heap.seq})
 	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		return cmp.Or(a.head.c.NextAttemptAt.Compare(b.head.c.NextAttemptAt), cmp.Compare(a.seq, b.seq))
+	slices.SortFunc(heads, func(a, b mlmsoft.VolumeChange) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.ID, b.ID))
 	})
-	var out []mlmsoft.VolumeChange
-	for _, x := range cands[:min(len(cands), c.Limit)] {
-		out = append(out, x.head.c)
-	}
-	return out
+	return heads[:min(len(heads), c.Limit)]
 }
 
 // bruteClaimLinks is ClaimLinks by a scan of every link, without leasing
 // anything; it returns the user ids.
 func (s *Store) bruteClaimLinks(c mlmsoft.LinkClaim) []string {
-	var cands []*linkRec
+	var cands []mlmsoft.Link
 	for _, r := range s.links {
-		if claimableLink(r.l.State) && !r.l.NextAttemptAt.After(c.Now) && !leaseLive(r.l.LeaseOwner, r.l.LeaseUntil, c.Now) {
-			cands = append(cands, r)
+		if dueAt(r.l.NextAttemptAt, c.Now) && !r.l.Lease.Held(c.Now) {
+			cands = append(cands, r.l)
 		}
 	}
-	slices.SortFunc(cands, func(a, b *linkRec) int {
-		return cmp.Or(a.l.NextAttemptAt.Compare(b.l.NextAttemptAt), cmp.Compare(a.heap.seq, b.heap.seq))
+	slices.SortFunc(cands, func(a, b mlmsoft.Link) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), strings.Compare(a.UserID, b.UserID))
 	})
-	var out []string
-	for _, r := range cands[:min(len(cands), c.Limit)] {
-		out = append(out, r.l.UserID)
+	return linkUserIDs(cands[:min(len(cands), c.Limit)])
+}
+
+// bruteClaimEvents is ClaimEvents by a scan of every event, without leasing
+// anything; it returns the event ids.
+func (s *Store) bruteClaimEvents(c mlmsoft.EventClaim) []string {
+	var cands []mlmsoft.Event
+	for _, r := range s.events {
+		if !r.e.NextAttemptAt.After(c.Now) && !r.e.Lease.Held(c.Now) {
+			cands = append(cands, r.e)
+		}
 	}
-	return out
+	slices.SortFunc(cands, func(a, b mlmsoft.Event) int {
+		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	return evIDs(cands[:min(len(cands), c.Limit)])
+}
+
+// bruteCounts is Counts by a scan of every record.
+func (s *Store) bruteCounts() mlmsoft.Counts {
+	c := mlmsoft.Counts{Links: map[mlmsoft.LinkState]int{}, Volumes: map[mlmsoft.VolumeState]int{}}
+	for _, r := range s.links {
+		c.Links[r.l.State]++
+	}
+	found := false
+	for _, r := range s.vols {
+		c.Volumes[r.c.State]++
+		if !r.c.State.Final() && (!found || r.c.CreatedAt.Before(c.OldestOpen)) {
+			c.OldestOpen, found = r.c.CreatedAt, true
+		}
+	}
+	for _, r := range s.events {
+		c.Events++
+		if r.e.Attempts > 0 {
+			c.FailingEvents++
+		}
+	}
+	return c
 }
 
 // checkHeap fails t unless h is a heap whose entries carry their records'
@@ -205,20 +304,36 @@ func checkHeap[T heapItem](t *testing.T, op int, name string, h *timeHeap[T]) {
 		if fresh := h.entry(e.x); fresh != *e {
 			t.Fatalf("op %d: %s[%d] has a stale key", op, name, i)
 		}
-		if p := (i - 1) / 2; i > 0 && e.less(&h.items[p]) {
+		if p := (i - 1) / 2; i > 0 && h.less(e, &h.items[p]) {
 			t.Fatalf("op %d: %s[%d] is less than its parent", op, name, i)
 		}
+	}
+}
+
+// wantHeap is the heap tag of a leasable record: none unless it can ever
+// be due; the lease heap while an owner holds it not seen lapsed; else the
+// due heap.
+func wantHeap(eligible bool, owner string, lapsed bool) uint8 {
+	switch {
+	case !eligible:
+		return 0
+	case owner != "" && !lapsed:
+		return inLeased
+	default:
+		return inReady
 	}
 }
 
 // checkIndexes fails t unless every index agrees with the records.
 func (s *Store) checkIndexes(t *testing.T, op int) {
 	t.Helper()
-	checkHeap(t, op, "linkReady", &s.linkReady)
-	checkHeap(t, op, "linkLeased", &s.linkLeased)
+	checkHeap(t, op, "linkHeaps.ready", &s.linkHeaps.ready)
+	checkHeap(t, op, "linkHeaps.leased", &s.linkHeaps.leased)
 	checkHeap(t, op, "open", &s.open)
-	checkHeap(t, op, "userReady", &s.userReady)
-	checkHeap(t, op, "userLease", &s.userLease)
+	checkHeap(t, op, "userHeaps.ready", &s.userHeaps.ready)
+	checkHeap(t, op, "userHeaps.leased", &s.userHeaps.leased)
+	checkHeap(t, op, "eventHeaps.ready", &s.eventHeaps.ready)
+	checkHeap(t, op, "eventHeaps.leased", &s.eventHeaps.leased)
 
 	lcounts := map[mlmsoft.LinkState]int{}
 	var ids []string
@@ -228,15 +343,7 @@ func (s *Store) checkIndexes(t *testing.T, op int) {
 		if r.l.Email != "" && s.emails[r.l.Email] != r {
 			t.Fatalf("op %d: email index misses %s", op, id)
 		}
-		want := uint8(0)
-		switch {
-		case !claimableLink(r.l.State):
-		case r.l.LeaseOwner != "" && !r.heap.lapsed:
-			want = inLeased
-		default:
-			want = inReady
-		}
-		if r.heap.in != want {
+		if want := wantHeap(!r.l.NextAttemptAt.IsZero(), r.l.Lease.Owner, r.heap.lapsed); r.heap.in != want {
 			t.Fatalf("op %d: link %s in heap %d, want %d", op, id, r.heap.in, want)
 		}
 	}
@@ -254,14 +361,26 @@ func (s *Store) checkIndexes(t *testing.T, op int) {
 	}
 
 	vcounts := map[mlmsoft.VolumeState]int{}
-	for i, r := range s.vols {
+	if len(s.byID) != len(s.vols) {
+		t.Fatalf("op %d: %d changes by ID, %d stored", op, len(s.byID), len(s.vols))
+	}
+	for i, r := range s.byID {
 		vcounts[r.c.State]++
-		if r.c.ID != int64(i+1) || s.keys[r.c.IdempotencyKey] != r {
-			t.Fatalf("op %d: change %d misplaced", op, r.c.ID)
+		if s.vols[r.c.ID] != r || s.keys[r.c.IdempotencyKey] != r || r.gone {
+			t.Fatalf("op %d: change %d misfiled", op, r.c.ID)
 		}
-		if open := r.heap.in == inOpen; open != openState(r.c.State) {
+		if i > 0 && s.byID[i-1].c.ID >= r.c.ID {
+			t.Fatalf("op %d: byID out of order at %d", op, i)
+		}
+		if open := r.heap.in == inOpen; open != !r.c.State.Final() {
 			t.Fatalf("op %d: change %d (%s) in the open heap: %v", op, r.c.ID, r.c.State, open)
 		}
+		if r.q.changes[r.pos] != r {
+			t.Fatalf("op %d: change %d not at its place in its queue", op, r.c.ID)
+		}
+	}
+	if len(s.keys) != len(s.vols) {
+		t.Fatalf("op %d: %d keys for %d changes", op, len(s.keys), len(s.vols))
 	}
 	if !countsMatch(vcounts, s.volCounts) {
 		t.Fatalf("op %d: volume counts %v, records say %v", op, s.volCounts, vcounts)
@@ -269,7 +388,7 @@ func (s *Store) checkIndexes(t *testing.T, op int) {
 	for id, q := range s.users {
 		head := len(q.changes)
 		for i, r := range q.changes {
-			if r.pos != i || r.c.Seq != int64(i+1) {
+			if r.pos != i || (i > 0 && r.c.Seq <= q.changes[i-1].c.Seq) || r.c.Seq > q.lastSeq || r.q != q {
 				t.Fatalf("op %d: %s's change %d at %d has Seq %d", op, id, r.c.ID, i, r.c.Seq)
 			}
 			if !r.c.State.Final() && head == len(q.changes) {
@@ -279,17 +398,23 @@ func (s *Store) checkIndexes(t *testing.T, op int) {
 		if q.head != head {
 			t.Fatalf("op %d: %s's head at %d, want %d", op, id, q.head, head)
 		}
-		want := uint8(0)
-		switch h := q.headRec(); {
-		case h == nil || !openState(h.c.State):
-		case q.leaseOwner != "" && !q.heap.lapsed:
-			want = inLeased
-		default:
-			want = inReady
-		}
-		if q.heap.in != want {
+		h := q.headRec()
+		if want := wantHeap(h != nil && !h.c.NextAttemptAt.IsZero(), q.lease.Owner, q.heap.lapsed); q.heap.in != want {
 			t.Fatalf("op %d: user %s in heap %d, want %d", op, id, q.heap.in, want)
 		}
+	}
+
+	failing := 0
+	for id, r := range s.events {
+		if r.e.Attempts > 0 {
+			failing++
+		}
+		if want := wantHeap(true, r.e.Lease.Owner, r.heap.lapsed); r.heap.in != want {
+			t.Fatalf("op %d: event %s in heap %d, want %d", op, id, r.heap.in, want)
+		}
+	}
+	if failing != s.failing {
+		t.Fatalf("op %d: %d failing events counted, records say %d", op, s.failing, failing)
 	}
 }
 

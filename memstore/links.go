@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mlmsoft-go/mlmsoft"
@@ -19,6 +20,10 @@ type linkRec struct {
 
 func (r *linkRec) slot() *heapSlot { return &r.heap }
 
+func linkDue(r *linkRec) time.Time      { return r.l.NextAttemptAt }
+func linkLeaseEnd(r *linkRec) time.Time { return r.l.Lease.Until }
+func linkOrder(a, b *linkRec) int       { return strings.Compare(a.l.UserID, b.l.UserID) }
+
 // cloneLink copies l so that it shares no memory with the caller's value;
 // a nil SealedPassword stays nil and an empty one stays empty.
 func cloneLink(l mlmsoft.Link) mlmsoft.Link {
@@ -26,29 +31,17 @@ func cloneLink(l mlmsoft.Link) mlmsoft.Link {
 	return l
 }
 
-func claimableLink(st mlmsoft.LinkState) bool {
-	return st == mlmsoft.LinkPending || st == mlmsoft.LinkCreated
-}
-
-// placeLink files r in the heap its state calls for: none unless pending or
-// created; the lease heap while it has an owner whose lease has not been
-// seen lapsed; otherwise the due heap.
+// placeLink files r in the claim heaps: only a link with a NextAttemptAt
+// can ever be due.
 func (s *Store) placeLink(r *linkRec) {
-	var to *timeHeap[*linkRec]
-	switch {
-	case !claimableLink(r.l.State):
-	case r.l.LeaseOwner != "" && !r.heap.lapsed:
-		to = &s.linkLeased
-	default:
-		to = &s.linkReady
-	}
-	relocate(r, to, &s.linkReady, &s.linkLeased)
+	s.linkHeaps.place(r, !r.l.NextAttemptAt.IsZero(), r.l.Lease.Owner)
 }
 
-// CreateLink stores l with Version 1 and returns it as stored. It fails with
-// an error wrapping mlmsoft.ErrDuplicate when a link has the same UserID or
-// the same non-empty Email, and with the context's error when ctx is done.
-func (s *Store) CreateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, error) {
+// CreateLink stores l with Version 1 and no lease, and the events, and
+// returns the link as stored. It fails with an error wrapping
+// mlmsoft.ErrDuplicate, and stores nothing, when a link has the same UserID
+// or the same non-empty Email (or when an event's ID is taken).
+func (s *Store) CreateLink(ctx context.Context, l mlmsoft.Link, events ...mlmsoft.Event) (mlmsoft.Link, error) {
 	if err := s.lock(ctx); err != nil {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: create link: %w", err)
 	}
@@ -59,9 +52,13 @@ func (s *Store) CreateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, e
 	if _, ok := s.emails[l.Email]; ok && l.Email != "" {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: create link %q: email taken by another link: %w", l.UserID, mlmsoft.ErrDuplicate)
 	}
+	if err := s.checkEvents(events); err != nil {
+		return mlmsoft.Link{}, fmt.Errorf("memstore: create link %q: %w", l.UserID, err)
+	}
 	l = cloneLink(l)
 	l.Version = 1
-	r := &linkRec{l: l, heap: heapSlot{seq: s.nextSeq()}}
+	l.Lease = mlmsoft.Lease{}
+	r := &linkRec{l: l}
 	s.links[l.UserID] = r
 	if l.Email != "" {
 		s.emails[l.Email] = r
@@ -70,6 +67,7 @@ func (s *Store) CreateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, e
 	s.linkIDs = slices.Insert(s.linkIDs, i, l.UserID)
 	s.linkCounts[l.State]++
 	s.placeLink(r)
+	s.addEvents(events)
 	return cloneLink(r.l), nil
 }
 
@@ -102,19 +100,26 @@ func (s *Store) GetLinkByEmail(ctx context.Context, email string) (mlmsoft.Link,
 	return cloneLink(r.l), nil
 }
 
-// UpdateLink replaces the stored link of l.UserID with l if the stored
-// Version equals l.Version, stores Version+1 and returns the link as stored.
-// Errors wrap mlmsoft.ErrNotFound (no such link), mlmsoft.ErrConflict (the
-// version differs) or mlmsoft.ErrDuplicate (another link has l's non-empty
-// Email); nothing is written on error.
-func (s *Store) UpdateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, error) {
+// UpdateLink writes u.Link over the stored link of u.Link.UserID (every
+// field but Version, which goes up by one, and Lease), applies u's lease
+// change, wakes the user's volume changes if u.WakeVolumes, stores u.Events,
+// and returns the link as stored. Errors wrap mlmsoft.ErrNotFound,
+// mlmsoft.ErrLeaseLost (u.Owner is set and does not hold the lease),
+// mlmsoft.ErrConflict (the stored Version differs) or mlmsoft.ErrDuplicate
+// (another link has the new non-empty Email, or an event's ID is taken),
+// checked in that order; nothing is written on error.
+func (s *Store) UpdateLink(ctx context.Context, u mlmsoft.LinkUpdate) (mlmsoft.Link, error) {
 	if err := s.lock(ctx); err != nil {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: update link: %w", err)
 	}
 	defer s.mu.Unlock()
+	l := u.Link
 	r, ok := s.links[l.UserID]
 	if !ok {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: update link %q: %w", l.UserID, mlmsoft.ErrNotFound)
+	}
+	if u.Owner != "" && r.l.Lease.Owner != u.Owner {
+		return mlmsoft.Link{}, fmt.Errorf("memstore: update link %q: not leased to %q: %w", l.UserID, u.Owner, mlmsoft.ErrLeaseLost)
 	}
 	if r.l.Version != l.Version {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: update link %q: version %d, stored %d: %w", l.UserID, l.Version, r.l.Version, mlmsoft.ErrConflict)
@@ -122,6 +127,10 @@ func (s *Store) UpdateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, e
 	if other, ok := s.emails[l.Email]; ok && l.Email != "" && other != r {
 		return mlmsoft.Link{}, fmt.Errorf("memstore: update link %q: email taken by another link: %w", l.UserID, mlmsoft.ErrDuplicate)
 	}
+	if err := s.checkEvents(u.Events); err != nil {
+		return mlmsoft.Link{}, fmt.Errorf("memstore: update link %q: %w", l.UserID, err)
+	}
+
 	if r.l.Email != l.Email {
 		if r.l.Email != "" {
 			delete(s.emails, r.l.Email)
@@ -134,17 +143,28 @@ func (s *Store) UpdateLink(ctx context.Context, l mlmsoft.Link) (mlmsoft.Link, e
 	s.linkCounts[l.State]++
 	l = cloneLink(l)
 	l.Version = r.l.Version + 1
+	l.Lease = r.l.Lease
+	if u.Owner != "" {
+		l.Lease = mlmsoft.Lease{}
+		if u.KeepLease {
+			l.Lease = mlmsoft.Lease{Owner: u.Owner, Until: u.LeaseUntil}
+		}
+		r.heap.lapsed = false
+	}
 	r.l = l
-	r.heap.lapsed = false
 	s.placeLink(r)
+	if u.WakeVolumes {
+		s.wakeVolumes(l.UserID, l.UpdatedAt)
+	}
+	s.addEvents(u.Events)
 	return cloneLink(r.l), nil
 }
 
-// ClaimLinks leases up to c.Limit due links that are pending or created and
-// whose lease is free (no LeaseOwner) or expired at c.Now, earliest
-// NextAttemptAt first (ties in creation order). Each gets LeaseOwner c.Owner,
-// LeaseUntil c.Now+c.Lease and Version+1. A Limit of 0 or less claims
-// nothing; an empty Owner is an error wrapping mlmsoft.ErrInvalidInput.
+// ClaimLinks leases to c.Owner, until c.Now+c.Lease, up to c.Limit links
+// whose NextAttemptAt is set and not after c.Now and whose lease is free or
+// has ended by c.Now, and returns them as stored, earliest NextAttemptAt
+// first, then by UserID. A Limit of 0 or less claims nothing; an empty
+// Owner is an error wrapping mlmsoft.ErrInvalidInput.
 func (s *Store) ClaimLinks(ctx context.Context, c mlmsoft.LinkClaim) ([]mlmsoft.Link, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, fmt.Errorf("memstore: claim links: %w", err)
@@ -154,45 +174,34 @@ func (s *Store) ClaimLinks(ctx context.Context, c mlmsoft.LinkClaim) ([]mlmsoft.
 		return nil, fmt.Errorf("memstore: claim links: empty Owner: %w", mlmsoft.ErrInvalidInput)
 	}
 	now := c.Now
-	// Leases that have ended by now make their links candidates.
-	for s.linkLeased.len() > 0 {
-		r := s.linkLeased.top()
-		if r.l.LeaseUntil.After(now) {
-			break
-		}
-		r.heap.lapsed = true
-		s.placeLink(r)
-	}
+	h := &s.linkHeaps
+	h.lapse(now, s.placeLink)
 	var out []mlmsoft.Link
-	for len(out) < c.Limit && s.linkReady.len() > 0 {
-		r := s.linkReady.top()
-		if r.l.NextAttemptAt.After(now) {
-			break
-		}
-		if leaseLive(r.l.LeaseOwner, r.l.LeaseUntil, now) {
-			// Seen lapsed by a claim with a later now; live at this one.
-			r.heap.lapsed = false
-			s.placeLink(r)
-			continue
-		}
-		r.l.LeaseOwner = c.Owner
-		r.l.LeaseUntil = now.Add(c.Lease)
-		r.l.Version++
+	for len(out) < c.Limit && h.ready.len() > 0 && h.due(now) {
+		r := h.ready.top()
 		r.heap.lapsed = false
+		if !r.l.Lease.Held(now) {
+			r.l.Lease = mlmsoft.Lease{Owner: c.Owner, Until: now.Add(c.Lease)}
+			out = append(out, cloneLink(r.l))
+		}
+		// else: seen lapsed by a claim with a later now; held at this one.
 		s.placeLink(r)
-		out = append(out, cloneLink(r.l))
 	}
 	return out, nil
 }
 
-// ListLinks returns the links matching f in UserID order (byte-wise).
+// ListLinks returns the links matching f in UserID order (byte-wise); its
+// EmailPrefix is matched byte-wise, every character standing for itself.
 func (s *Store) ListLinks(ctx context.Context, f mlmsoft.LinkFilter) ([]mlmsoft.Link, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, fmt.Errorf("memstore: list links: %w", err)
 	}
 	defer s.mu.Unlock()
 	out := []mlmsoft.Link{}
-	start := sort.Search(len(s.linkIDs), func(i int) bool { return s.linkIDs[i] > f.AfterID })
+	start := sort.SearchStrings(s.linkIDs, f.AfterID)
+	if start < len(s.linkIDs) && s.linkIDs[start] == f.AfterID {
+		start++
+	}
 	for _, id := range s.linkIDs[start:] {
 		if f.Limit > 0 && len(out) >= f.Limit {
 			break
@@ -201,28 +210,10 @@ func (s *Store) ListLinks(ctx context.Context, f mlmsoft.LinkFilter) ([]mlmsoft.
 		if len(f.States) > 0 && !slices.Contains(f.States, r.l.State) {
 			continue
 		}
+		if !strings.HasPrefix(r.l.Email, f.EmailPrefix) {
+			continue
+		}
 		out = append(out, cloneLink(r.l))
 	}
 	return out, nil
-}
-
-// CountLinks returns how many links are in each state; states with none are
-// absent.
-func (s *Store) CountLinks(ctx context.Context) (map[mlmsoft.LinkState]int, error) {
-	if err := s.lock(ctx); err != nil {
-		return nil, fmt.Errorf("memstore: count links: %w", err)
-	}
-	defer s.mu.Unlock()
-	out := make(map[mlmsoft.LinkState]int, len(s.linkCounts))
-	for st, n := range s.linkCounts {
-		if n > 0 {
-			out[st] = n
-		}
-	}
-	return out, nil
-}
-
-// leaseLive reports whether a lease held by owner until until is live at t.
-func leaseLive(owner string, until, t time.Time) bool {
-	return owner != "" && until.After(t)
 }

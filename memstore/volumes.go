@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -10,27 +11,32 @@ import (
 	"github.com/mlmsoft-go/mlmsoft"
 )
 
-// volRec is a stored volume change, its index in its user's queue and its
-// place in the heap of open (pending or sending) changes.
+// volRec is a stored volume change, its queue and index there, and its
+// place in the heap of open changes (those not in a final state).
 type volRec struct {
 	c    mlmsoft.VolumeChange
+	q    *userQueue
 	pos  int
+	gone bool // deleted by PurgeVolumes
 	heap heapSlot
 }
 
 func (r *volRec) slot() *heapSlot { return &r.heap }
 
-// userQueue is one user's outbox: every change in Seq order, a pointer to
-// the head (the oldest change not in a final state), the lease on the user
-// and the queue's place in the claim heaps.
+func volCreated(r *volRec) time.Time { return r.c.CreatedAt }
+func volOrder(a, b *volRec) int      { return cmp.Compare(a.c.ID, b.c.ID) }
+
+// userQueue is one user's outbox: every stored change in Seq order, a
+// pointer to the head (the lowest-Seq change not in a final state), the
+// lease on the user and the queue's place in the claim heaps. A queue stays
+// when its changes are purged, so that Seq goes on from lastSeq.
 type userQueue struct {
-	id         string
-	changes    []*volRec
-	head       int // index of the head in changes; len(changes) when none
-	lastSeq    int64
-	leaseOwner string // "" when free
-	leaseUntil time.Time
-	heap       heapSlot
+	id      string
+	changes []*volRec
+	head    int // index of the head in changes; len(changes) when none
+	lastSeq int64
+	lease   mlmsoft.Lease
+	heap    heapSlot
 }
 
 func (q *userQueue) slot() *heapSlot { return &q.heap }
@@ -50,24 +56,34 @@ func (q *userQueue) advance() {
 	}
 }
 
-func openState(st mlmsoft.VolumeState) bool {
-	return st == mlmsoft.VolumePending || st == mlmsoft.VolumeSending
+// userDue is the claim heaps' key for a queue: its head's NextAttemptAt.
+func userDue(q *userQueue) time.Time {
+	if h := q.headRec(); h != nil {
+		return h.c.NextAttemptAt
+	}
+	return time.Time{}
 }
 
-// placeUser files q in the claim heap its head and lease call for: none
-// unless the head is pending or sending; the lease heap while a lease not
-// seen lapsed holds it; otherwise the due heap.
-func (s *Store) placeUser(q *userQueue) {
-	var to *timeHeap[*userQueue]
-	h := q.headRec()
-	switch {
-	case h == nil || !openState(h.c.State):
-	case q.leaseOwner != "" && !q.heap.lapsed:
-		to = &s.userLease
-	default:
-		to = &s.userReady
+func userLeaseEnd(q *userQueue) time.Time { return q.lease.Until }
+
+// userOrder breaks ties between queues: by their heads' IDs.
+func userOrder(a, b *userQueue) int {
+	var x, y int64
+	if h := a.headRec(); h != nil {
+		x = h.c.ID
 	}
-	relocate(q, to, &s.userReady, &s.userLease)
+	if h := b.headRec(); h != nil {
+		y = h.c.ID
+	}
+	return cmp.Compare(x, y)
+}
+
+// placeUser files q in the claim heaps: only a queue whose head has a
+// NextAttemptAt can ever be due. Callers re-file a queue as soon as its
+// head or its head's NextAttemptAt changes.
+func (s *Store) placeUser(q *userQueue) {
+	h := q.headRec()
+	s.userHeaps.place(q, h != nil && !h.c.NextAttemptAt.IsZero(), q.lease.Owner)
 }
 
 // setState records r's move into state st in the counters and the heap of
@@ -77,11 +93,15 @@ func (s *Store) setState(r *volRec, st mlmsoft.VolumeState) {
 	s.volCounts[st]++
 	r.c.State = st
 	var to *timeHeap[*volRec]
-	if openState(st) {
+	if !st.Final() {
 		to = &s.open
 	}
 	relocate(r, to, &s.open)
 }
+
+// dueAt reports whether a NextAttemptAt of next is due at t: set, and not
+// after t.
+func dueAt(next, t time.Time) bool { return !next.IsZero() && !next.After(t) }
 
 func sameContent(a, b mlmsoft.VolumeChange) bool {
 	return a.UserID == b.UserID && a.Alias == b.Alias && a.Amount == b.Amount && a.OrderID == b.OrderID
@@ -137,18 +157,19 @@ func (s *Store) EnqueueVolumes(ctx context.Context, changes []mlmsoft.VolumeChan
 		}
 		q := s.users[c.UserID]
 		if q == nil {
-			q = &userQueue{id: c.UserID, heap: heapSlot{seq: s.nextSeq()}}
+			q = &userQueue{id: c.UserID}
 			s.users[c.UserID] = q
 		}
+		s.lastID++
 		q.lastSeq++
-		c.ID = int64(len(s.vols)) + 1
-		c.Seq = q.lastSeq
-		r := &volRec{c: c, pos: len(q.changes), heap: heapSlot{seq: s.nextSeq()}}
+		c.ID, c.Seq = s.lastID, q.lastSeq
+		r := &volRec{c: c, q: q, pos: len(q.changes)}
 		s.volCounts[c.State]++
-		if openState(c.State) {
+		if !c.State.Final() {
 			s.open.push(r)
 		}
-		s.vols = append(s.vols, r)
+		s.vols[c.ID] = r
+		s.byID = append(s.byID, r)
 		s.keys[c.IdempotencyKey] = r
 		q.changes = append(q.changes, r)
 		q.advance()
@@ -167,7 +188,7 @@ func (s *Store) GetVolumes(ctx context.Context, ids []int64) ([]mlmsoft.VolumeCh
 	defer s.mu.Unlock()
 	out := make([]mlmsoft.VolumeChange, len(ids))
 	for i, id := range ids {
-		r := s.vol(id)
+		r := s.vols[id]
 		if r == nil {
 			return nil, fmt.Errorf("memstore: get volume %d: %w", id, mlmsoft.ErrNotFound)
 		}
@@ -176,21 +197,13 @@ func (s *Store) GetVolumes(ctx context.Context, ids []int64) ([]mlmsoft.VolumeCh
 	return out, nil
 }
 
-func (s *Store) vol(id int64) *volRec {
-	if id < 1 || id > int64(len(s.vols)) {
-		return nil
-	}
-	return s.vols[id-1]
-}
-
 // ClaimVolumes leases to c.Owner, until c.Now+c.Lease, up to c.Limit users
-// not in c.Exclude whose head (oldest change not in a final state) is
-// pending or sending and due at c.Now, and whose lease is free or ended at
-// or before c.Now; it returns their heads, earliest NextAttemptAt first
-// (ties in the order the users first had a change enqueued). A Limit of 0
-// or less claims nothing; an empty Owner is an error wrapping
+// whose head (lowest-Seq change not in a final state) has a NextAttemptAt
+// not after c.Now and whose lease is free or has ended by c.Now; it returns
+// their heads, earliest NextAttemptAt first, then by ID. A Limit of 0 or
+// less claims nothing; an empty Owner is an error wrapping
 // mlmsoft.ErrInvalidInput.
-func (s *Store) ClaimVolumes(ctx context.Context, c mlmsoft.VolumeClaim) ([]mlmsoft.VolumeChange, error) {
+func (s *Store) ClaimVolumes(ctx context.Context, c mlmsoft.VolumeClaim) ([]mlmsoft.ClaimedVolume, error) {
 	if err := s.lock(ctx); err != nil {
 		return nil, fmt.Errorf("memstore: claim volumes: %w", err)
 	}
@@ -199,75 +212,69 @@ func (s *Store) ClaimVolumes(ctx context.Context, c mlmsoft.VolumeClaim) ([]mlms
 		return nil, fmt.Errorf("memstore: claim volumes: empty Owner: %w", mlmsoft.ErrInvalidInput)
 	}
 	now := c.Now
-	for s.userLease.len() > 0 {
-		q := s.userLease.top()
-		if q.leaseUntil.After(now) {
-			break
+	h := &s.userHeaps
+	h.lapse(now, s.placeUser)
+	var out []mlmsoft.ClaimedVolume
+	for len(out) < c.Limit && h.ready.len() > 0 && h.due(now) {
+		q := h.ready.top()
+		q.heap.lapsed = false
+		if !q.lease.Held(now) {
+			q.lease = mlmsoft.Lease{Owner: c.Owner, Until: now.Add(c.Lease)}
+			head := q.headRec()
+			sending := false
+			if c.Send && head.c.State == mlmsoft.VolumePending && head.c.DocumentID == 0 {
+				if l := s.links[q.id]; l != nil && l.l.State == mlmsoft.LinkLinked && l.l.AccountID != 0 {
+					s.markSending(head, now, l.l.AccountID)
+					sending = true
+				}
+			}
+			out = append(out, mlmsoft.ClaimedVolume{Change: head.c, Sending: sending})
 		}
-		q.heap.lapsed = true
-		s.placeUser(q)
-	}
-	var excluded map[string]bool
-	if len(c.Exclude) > 0 {
-		excluded = make(map[string]bool, len(c.Exclude))
-		for _, u := range c.Exclude {
-			excluded[u] = true
-		}
-	}
-	var out []mlmsoft.VolumeChange
-	var skipped []*userQueue
-	for len(out) < c.Limit && s.userReady.len() > 0 {
-		q := s.userReady.top()
-		h := q.headRec()
-		if h.c.NextAttemptAt.After(now) {
-			break
-		}
-		if leaseLive(q.leaseOwner, q.leaseUntil, now) {
-			// Seen lapsed by a claim with a later now; live at this one.
-			q.heap.lapsed = false
-			s.placeUser(q)
-			continue
-		}
-		if excluded[q.id] {
-			s.userReady.remove(q)
-			skipped = append(skipped, q)
-			continue
-		}
-		q.leaseOwner, q.leaseUntil, q.heap.lapsed = c.Owner, now.Add(c.Lease), false
-		s.placeUser(q)
-		out = append(out, h.c)
-	}
-	for _, q := range skipped {
+		// else: seen lapsed by a claim with a later now; held at this one.
 		s.placeUser(q)
 	}
 	return out, nil
 }
 
-// UpdateVolume applies u and returns the change as stored. With u.Owner set,
-// u.Owner must hold the lease on the change's user (expired or not); with
-// u.Owner empty (an operator), nobody may hold a lease live at u.UpdatedAt.
-// Errors wrap mlmsoft.ErrNotFound, mlmsoft.ErrLeaseLost or
-// mlmsoft.ErrConflict (the state is not in a non-empty u.From); nothing is
-// written on error. u.Release frees the user when u.Owner holds it.
-func (s *Store) UpdateVolume(ctx context.Context, u mlmsoft.VolumeUpdate) (mlmsoft.VolumeChange, error) {
+// markSending marks r sending at at, to the account accountID: the
+// write-ahead of its request.
+func (s *Store) markSending(r *volRec, at time.Time, accountID int64) {
+	s.setState(r, mlmsoft.VolumeSending)
+	r.c.Attempts++
+	r.c.SentAt, r.c.UpdatedAt, r.c.AccountID = at, at, accountID
+}
+
+// UpdateVolume applies u atomically: it writes u's fields to the change,
+// marks the user's next change sending when u.Send asks and it is due,
+// applies u's lease change and stores u.Events. With u.Owner set, u.Owner
+// must hold the lease on the change's user (lapsed or not, as long as
+// nobody claimed the user since); with u.Owner empty the lease is neither
+// needed nor changed, and u.Send is ignored. Errors wrap
+// mlmsoft.ErrNotFound, mlmsoft.ErrLeaseLost, mlmsoft.ErrConflict (the state
+// is not in u.From) or mlmsoft.ErrDuplicate (an event's ID is taken),
+// checked in that order; nothing is written on error. When u.KeepLease and
+// u.Send are both set, the lease is kept until u.LeaseUntil whether or not
+// a next change was marked.
+func (s *Store) UpdateVolume(ctx context.Context, u mlmsoft.VolumeUpdate) (mlmsoft.VolumeUpdated, error) {
 	if err := s.lock(ctx); err != nil {
-		return mlmsoft.VolumeChange{}, fmt.Errorf("memstore: update volume: %w", err)
+		return mlmsoft.VolumeUpdated{}, fmt.Errorf("memstore: update volume: %w", err)
 	}
 	defer s.mu.Unlock()
-	r := s.vol(u.ID)
+	r := s.vols[u.ID]
 	if r == nil {
-		return mlmsoft.VolumeChange{}, fmt.Errorf("memstore: update volume %d: %w", u.ID, mlmsoft.ErrNotFound)
+		return mlmsoft.VolumeUpdated{}, fmt.Errorf("memstore: update volume %d: %w", u.ID, mlmsoft.ErrNotFound)
 	}
-	q := s.users[r.c.UserID]
-	if u.Owner != "" && q.leaseOwner != u.Owner {
-		return mlmsoft.VolumeChange{}, fmt.Errorf("memstore: update volume %d: user not leased to %q: %w", u.ID, u.Owner, mlmsoft.ErrLeaseLost)
+	q := r.q
+	if u.Owner != "" && q.lease.Owner != u.Owner {
+		return mlmsoft.VolumeUpdated{}, fmt.Errorf("memstore: update volume %d: user not leased to %q: %w", u.ID, u.Owner, mlmsoft.ErrLeaseLost)
 	}
-	if u.Owner == "" && leaseLive(q.leaseOwner, q.leaseUntil, u.UpdatedAt) {
-		return mlmsoft.VolumeChange{}, fmt.Errorf("memstore: update volume %d: user leased to a worker: %w", u.ID, mlmsoft.ErrLeaseLost)
+	if !slices.Contains(u.From, r.c.State) {
+		return mlmsoft.VolumeUpdated{}, fmt.Errorf("memstore: update volume %d: state %s, want one of %v: %w", u.ID, r.c.State, u.From, mlmsoft.ErrConflict)
 	}
-	if len(u.From) > 0 && !slices.Contains(u.From, r.c.State) {
-		return mlmsoft.VolumeChange{}, fmt.Errorf("memstore: update volume %d: state %s: %w", u.ID, r.c.State, mlmsoft.ErrConflict)
+	if err := s.checkEvents(u.Events); err != nil {
+		return mlmsoft.VolumeUpdated{}, fmt.Errorf("memstore: update volume %d: %w", u.ID, err)
 	}
+
 	s.setState(r, u.State)
 	c := &r.c
 	c.Attempts = u.Attempts
@@ -285,47 +292,44 @@ func (s *Store) UpdateVolume(ctx context.Context, u mlmsoft.VolumeUpdate) (mlmso
 		q.head = r.pos
 	}
 	q.advance()
-	if u.Release && u.Owner != "" {
-		q.leaseOwner, q.leaseUntil, q.heap.lapsed = "", time.Time{}, false
+
+	var out mlmsoft.VolumeUpdated
+	if u.Owner != "" {
+		keep := u.KeepLease
+		if u.Send != nil {
+			if h := q.headRec(); h != nil && h != r && h.c.State == mlmsoft.VolumePending &&
+				h.c.DocumentID == 0 && dueAt(h.c.NextAttemptAt, u.Send.At) {
+				s.markSending(h, u.Send.At, u.Send.AccountID)
+				out.Next = h.c
+				keep = true
+			}
+		}
+		q.lease = mlmsoft.Lease{}
+		if keep {
+			q.lease = mlmsoft.Lease{Owner: u.Owner, Until: u.LeaseUntil}
+		}
+		q.heap.lapsed = false
 	}
 	s.placeUser(q)
-	return r.c, nil
+	s.addEvents(u.Events)
+	out.Change = r.c
+	return out, nil
 }
 
-// ReleaseVolumeUser ends owner's lease on userID. It does nothing, and
-// returns nil, when owner does not hold that lease.
-func (s *Store) ReleaseVolumeUser(ctx context.Context, owner, userID string) error {
-	if err := s.lock(ctx); err != nil {
-		return fmt.Errorf("memstore: release volume user: %w", err)
-	}
-	defer s.mu.Unlock()
-	q := s.users[userID]
-	if q == nil || owner == "" || q.leaseOwner != owner {
-		return nil
-	}
-	q.leaseOwner, q.leaseUntil, q.heap.lapsed = "", time.Time{}, false
-	s.placeUser(q)
-	return nil
-}
-
-// WakeVolumes sets NextAttemptAt to at for userID's pending changes whose
-// NextAttemptAt is later. An unknown user is not an error.
-func (s *Store) WakeVolumes(ctx context.Context, userID string, at time.Time) error {
-	if err := s.lock(ctx); err != nil {
-		return fmt.Errorf("memstore: wake volumes: %w", err)
-	}
-	defer s.mu.Unlock()
+// wakeVolumes makes every open change of userID whose NextAttemptAt is
+// later than at due at at.
+func (s *Store) wakeVolumes(userID string, at time.Time) {
 	q := s.users[userID]
 	if q == nil {
-		return nil
+		return
 	}
+	// Changes before the head are all final.
 	for _, r := range q.changes[q.head:] {
-		if r.c.State == mlmsoft.VolumePending && r.c.NextAttemptAt.After(at) {
+		if !r.c.State.Final() && r.c.NextAttemptAt.After(at) {
 			r.c.NextAttemptAt = at
 		}
 	}
 	s.placeUser(q)
-	return nil
 }
 
 // ListVolumes returns the changes matching f in ID order.
@@ -336,7 +340,7 @@ func (s *Store) ListVolumes(ctx context.Context, f mlmsoft.VolumeFilter) ([]mlms
 	defer s.mu.Unlock()
 	// A user's changes are in ID order as well as Seq order: both are
 	// assigned under the one lock.
-	recs := s.vols
+	recs := s.byID
 	if f.UserID != "" {
 		q := s.users[f.UserID]
 		if q == nil {
@@ -358,21 +362,48 @@ func (s *Store) ListVolumes(ctx context.Context, f mlmsoft.VolumeFilter) ([]mlms
 	return out, nil
 }
 
-// CountVolumes returns how many changes are in each state (states with none
-// are absent) and the CreatedAt of the oldest pending or sending change.
-func (s *Store) CountVolumes(ctx context.Context) (mlmsoft.VolumeCounts, error) {
+// PurgeVolumes deletes up to limit changes in a final state whose
+// UpdatedAt is before before, lowest ID first, with their idempotency
+// keys, and returns how many it deleted. It scans the outbox.
+func (s *Store) PurgeVolumes(ctx context.Context, before time.Time, limit int) (int, error) {
 	if err := s.lock(ctx); err != nil {
-		return mlmsoft.VolumeCounts{}, fmt.Errorf("memstore: count volumes: %w", err)
+		return 0, fmt.Errorf("memstore: purge volumes: %w", err)
 	}
 	defer s.mu.Unlock()
-	out := mlmsoft.VolumeCounts{ByState: make(map[mlmsoft.VolumeState]int, len(s.volCounts))}
-	for st, n := range s.volCounts {
-		if n > 0 {
-			out.ByState[st] = n
+	n := 0
+	touched := map[*userQueue]bool{}
+	for _, r := range s.byID {
+		if n >= limit {
+			break
 		}
+		if !r.c.State.Final() || !r.c.UpdatedAt.Before(before) {
+			continue
+		}
+		r.gone = true
+		n++
+		delete(s.vols, r.c.ID)
+		if s.keys[r.c.IdempotencyKey] == r {
+			delete(s.keys, r.c.IdempotencyKey)
+		}
+		s.volCounts[r.c.State]--
+		touched[r.q] = true
 	}
-	if s.open.len() > 0 {
-		out.OldestPending = s.open.top().c.CreatedAt
+	if n == 0 {
+		return 0, nil
 	}
-	return out, nil
+	s.byID = slices.DeleteFunc(s.byID, func(r *volRec) bool { return r.gone })
+	for q := range touched {
+		// Only final changes went, so the head is the same record.
+		head := q.headRec()
+		q.changes = slices.DeleteFunc(q.changes, func(r *volRec) bool { return r.gone })
+		for i, r := range q.changes {
+			r.pos = i
+		}
+		q.head = len(q.changes)
+		if head != nil {
+			q.head = head.pos
+		}
+		s.placeUser(q)
+	}
+	return n, nil
 }

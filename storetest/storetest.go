@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite for mlmsoft.Store
-// implementations: memstore and every sqlstore dialect pass it, and so can a
-// host's own store.
+// implementations: memstore and every sqlstore dialect pass it, and so must
+// a host's own store.
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) mlmsoft.Store {
@@ -8,32 +8,78 @@
 //		})
 //	}
 //
-// The suite checks only what the doc comments in mlmsoft's storage.go
-// promise. It assumes a store keeps times to the millisecond: every time it
-// writes is a whole number of milliseconds, in UTC, and times read back are
-// compared with time.Equal, so a store may return them in any location. User
-// ids whose order it checks are lower-case ASCII letters and digits, which
-// sort the same byte-wise and under common database collations. Emails are
-// compared as given, letter case included (a MySQL store needs a binary
-// collation for them). Profile and error text includes non-ASCII letters,
-// SealedPassword arbitrary bytes, and id values above 2^53: all must
-// round-trip exactly, and a nil SealedPassword must stay nil while an empty
-// one stays empty.
+// A store that also implements mlmsoft.TxStore runs RunTx as well, giving it
+// the *sql.DB the store writes to:
+//
+//	func TestStoreTx(t *testing.T) {
+//		storetest.RunTx(t, func(t *testing.T) (mlmsoft.TxStore, *sql.DB) {
+//			db := openScratchDB(t)
+//			return mystore.New(db), db
+//		})
+//	}
+//
+// # What it checks
+//
+// The suite checks the promises written in the doc comments of mlmsoft's
+// storage.go, and nothing more: keys and uniqueness, compare-and-swap,
+// leases, the head of each user's queue, the continuation of a worker's run
+// (VolumeUpdate.Send), hook events written with the state they report,
+// retention, Counts and the order of every list. Records are filled by
+// reflection: every exported field of Link, VolumeChange and Event gets a
+// distinctive value (text with quotes, backslashes and letters outside
+// ASCII, ids above 2^53, bytes that are not UTF-8, times in a zone other
+// than UTC), so that a store that drops or mangles a field fails — one
+// added to a record in a later release included, as soon as the store is
+// tested against that release. Fields the store owns (Link.Version,
+// Link.Lease, Event.Lease, VolumeChange.ID and Seq) are checked for their
+// documented values instead. State labels other than the ones mlmsoft
+// defines must be stored too: a store reads State only through Final.
+//
+// # What it assumes
+//
+// Every time the suite writes is a whole number of milliseconds (stores
+// keep at least that precision), in a fixed zone east of UTC; times read
+// back are compared with time.Equal, so a store may return them in any
+// location, and the zero time must come back as the zero time. User ids
+// and event ids whose order the suite checks are made of lower-case ASCII
+// letters and digits, which sort the same byte-wise and under common
+// database collations. Keys and emails are compared as given, letter case
+// included (a MySQL store needs binary collations for them), and
+// LinkFilter.EmailPrefix byte-wise, '%', '_' and '\' standing for
+// themselves. Text may hold any UTF-8, four-byte characters included
+// (MySQL: utf8mb4), and a []byte any bytes. Every volume change the suite
+// enqueues has a non-empty IdempotencyKey; every event a NextAttemptAt.
+//
+// Times passed as "now" are fixed values, never the wall clock, so leases
+// lapse only when a test says so. The plugin makes each claim's owner
+// token unique; the suite reuses a worker's token for several claims only
+// while none of that worker's leases lapses, where a store cannot tell the
+// difference.
+//
+// # What it covers
+//
+// Run covers mlmsoft.Store. RunTx covers mlmsoft.TxStore, the optional
+// capability of writing in the host's *sql.Tx; a TxStore passes both.
+// Nothing covers mlmsoft.WorkListener, whose promise (a wake-up when work
+// may be due) no generic test can hold a store to.
+//
+// # How it runs
 //
 // Each subtest calls newStore for a fresh, empty store and runs in parallel
 // with the others (t.Parallel), so newStore must be safe for concurrent
 // calls; a store that cannot run tests side by side can serialize inside
 // newStore, holding a lock until t.Cleanup. Concurrency cases use a bounded
 // number of goroutines (fewer under testing.Short) so that database-backed
-// stores finish in seconds. Times passed as "now" are fixed values, never
-// the wall clock, so leases expire only when a test says so.
+// stores finish in seconds; they check that no lease is ever given to two
+// owners at once and that each user's changes are delivered once each, in
+// Seq order, while workers and writers race.
 package storetest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +96,10 @@ func Run(t *testing.T, newStore func(t *testing.T) mlmsoft.Store) {
 	s := suite{newStore: newStore}
 	t.Run("Link", s.links)
 	t.Run("Volume", s.volumes)
+	t.Run("Send", s.sends)
+	t.Run("Purge", s.purges)
+	t.Run("Event", s.events)
+	t.Run("Count", s.counts)
 	t.Run("Concurrency", s.concurrency)
 }
 
@@ -70,39 +120,22 @@ func (s suite) test(t *testing.T, name string, f func(t *testing.T, st mlmsoft.S
 	})
 }
 
+// zone is where the suite's times are: east of UTC, and not by whole
+// hours, so that a store that drops or misreads the offset is caught.
+var zone = time.FixedZone("UTC+05:45", 5*3600+45*60)
+
 // t0 is the suite's epoch: every time it writes is t0 plus whole
 // milliseconds.
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, zone)
 
 // at returns t0+d; d must be a whole number of milliseconds.
 func at(d time.Duration) time.Time { return t0.Add(d) }
 
-// diff lists the fields in which got differs from want, two structs of one
-// type: times by time.Equal, byte slices by content and nil-ness, the rest
-// by ==.
-func diff(want, got any) []string {
-	wv, gv := reflect.ValueOf(want), reflect.ValueOf(got)
-	var out []string
-	for i := range wv.NumField() {
-		name := wv.Type().Field(i).Name
-		w, g := wv.Field(i).Interface(), gv.Field(i).Interface()
-		switch wx := w.(type) {
-		case time.Time:
-			if gx := g.(time.Time); !wx.Equal(gx) {
-				out = append(out, fmt.Sprintf("%s = %s, want %s", name, fmtTime(gx), fmtTime(wx)))
-			}
-		case []byte:
-			if gx := g.([]byte); !bytes.Equal(wx, gx) || (wx == nil) != (gx == nil) {
-				out = append(out, fmt.Sprintf("%s = %s, want %s", name, fmtBytes(gx), fmtBytes(wx)))
-			}
-		default:
-			if w != g {
-				out = append(out, fmt.Sprintf("%s = %#v, want %#v", name, g, w))
-			}
-		}
-	}
-	return out
-}
+const (
+	ms     = time.Millisecond
+	minute = time.Minute
+	hour   = time.Hour
+)
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
@@ -118,16 +151,17 @@ func fmtBytes(b []byte) string {
 	return fmt.Sprintf("[]byte(%x) (len %d)", b, len(b))
 }
 
-// same reports through t.Errorf every field in which got differs from want.
-func same(t *testing.T, what string, want, got any) {
+// same fails t, listing every field in which got differs from want (two
+// records of one type), unless they agree. See diff.
+func same(t testing.TB, what string, want, got any) {
 	t.Helper()
-	for _, d := range diff(want, got) {
-		t.Errorf("%s: %s", what, d)
+	if d := diff(want, got); len(d) > 0 {
+		t.Errorf("%s: %d field(s) differ:\n\t%s", what, len(d), strings.Join(d, "\n\t"))
 	}
 }
 
 // wantErr fails t unless err wraps target.
-func wantErr(t *testing.T, what string, err, target error) {
+func wantErr(t testing.TB, what string, err, target error) {
 	t.Helper()
 	if err == nil {
 		t.Errorf("%s: no error, want one wrapping %v", what, target)
@@ -139,7 +173,7 @@ func wantErr(t *testing.T, what string, err, target error) {
 }
 
 // mustOK stops the test on an unexpected error.
-func mustOK(t *testing.T, what string, err error) {
+func mustOK(t testing.TB, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
@@ -159,4 +193,18 @@ func countsEqual[K comparable](want, got map[K]int) bool {
 		}
 	}
 	return true
+}
+
+// wantIDs fails t unless got lists want, in order.
+func wantIDs[T comparable](t testing.TB, what string, got, want []T) {
+	t.Helper()
+	if want == nil {
+		want = []T{}
+	}
+	if got == nil {
+		got = []T{}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
 }

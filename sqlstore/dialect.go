@@ -29,19 +29,41 @@ type Dialect interface {
 	// (zero times) sort first.
 	nullsFirst() string
 	// forUpdate is appended to a SELECT that locks the rows it reads until
-	// the transaction ends.
+	// the transaction ends ("" when the transaction holds the only write
+	// lock).
 	forUpdate() string
-	// skipLocked is appended to a SELECT that locks the rows of alias it
-	// returns and skips rows locked by others.
-	skipLocked(alias string) string
-	// seqUpsert creates or bumps a volume user's last_seq by the second
-	// argument; with seqReturning it returns the new last_seq, otherwise it
-	// is read back with a SELECT in the same transaction.
-	seqUpsert() string
-	seqReturning() bool
-	// returningID reports whether an INSERT gets the new id with RETURNING
-	// id rather than from sql.Result.LastInsertId.
-	returningID() bool
+	// skipLocked is appended to a single-table SELECT that locks the rows
+	// it returns and skips rows locked by others.
+	skipLocked() string
+	// keyEq is the condition that the key column col equals the value
+	// given as its keyArgs placeholders, byte by byte.
+	keyEq(col string) string
+	keyArgs() int
+	// picked is the condition that col is among the values the subquery
+	// (which locks the rows it picks) returns, the subquery run once.
+	picked(col, subquery string) string
+	// returning reports whether INSERT, UPDATE and DELETE take a RETURNING
+	// clause.
+	returning() bool
+	// writableCTE reports whether data-modifying statements may be put in
+	// a WITH clause, so that several writes travel as one statement.
+	writableCTE() bool
+	// upsertUsers creates or bumps the last_seq of n volume users (the
+	// arguments are user id, count pairs); with returning() it returns
+	// user_id, last_seq and head_id, otherwise they are read back.
+	upsertUsers(n int) string
+	// upsertCounts adds n (kind, state, shard, delta) rows to the counters.
+	upsertCounts(n int) string
+	// ignoreDuplicate is appended to an INSERT into a table whose primary
+	// key is id, so that a row already there is left alone.
+	ignoreDuplicate() string
+	// prefixOf is a condition that col starts with the string given, byte
+	// by byte, as both of its two placeholders.
+	prefixOf(col string) string
+	// notify is a statement that signals work to listeners when the
+	// transaction commits, taking the channel as its one argument; "" when
+	// the dialect has none.
+	notify() string
 	// uniqueViolation reports whether err is a unique-constraint violation.
 	uniqueViolation(err error) bool
 	// retryable reports whether err is a transient failure (deadlock,
@@ -57,6 +79,10 @@ type Dialect interface {
 	migrationLock() string
 	migrationUnlock() string
 	migrationLockArg(prefix string) any
+	// ddlDone reports whether err says a migration statement had been
+	// applied already (a column or index that exists, or is gone), for
+	// dialects whose migrations cannot run in a transaction.
+	ddlDone(err error) bool
 	// migrationsDir is the directory of the embedded migrations.
 	migrationsDir() string
 }
@@ -98,6 +124,15 @@ func bindDollar(q string) string {
 		b.WriteByte(q[i])
 	}
 	return b.String()
+}
+
+// valuesRows returns n parenthesised rows of the same placeholders, for a
+// multi-row INSERT: valuesRows(2, "?, ?") is "(?, ?), (?, ?)".
+func valuesRows(n int, row string) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("("+row+"), ", n-1) + "(" + row + ")"
 }
 
 // wallClockLayout is the text form of times for SQLite and MySQL: fixed

@@ -22,11 +22,11 @@ func TestRealDriverErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		vals, err := s.linkValues(mlmsoft.Link{UserID: "a"})
+		w, err := s.createLinkWrites(mlmsoft.Link{UserID: "a"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.DB().ExecContext(ctx, s.q.insertLink, vals...)
+		_, err = s.DB().ExecContext(ctx, s.sql(w.stmts[0].sql), w.stmts[0].args...)
 		if err == nil || !s.d.uniqueViolation(err) || s.d.retryable(err) {
 			t.Fatalf("duplicate insert: err %v, unique %v, retryable %v", err, s.d.uniqueViolation(err), s.d.retryable(err))
 		}

@@ -38,8 +38,9 @@ func ExampleOpenSQLite() {
 }
 
 // Replicas of a host app share one PostgreSQL database: each opens it with
-// the pgx driver, wraps it in a Store and migrates at start-up (concurrent
-// migrations wait for each other).
+// the pgx driver, sizes the pool for the plugin's workers, wraps it in a
+// Store and migrates at start-up (concurrent migrations wait for each
+// other).
 func ExampleNew() {
 	ctx := context.Background()
 	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL"))
@@ -47,6 +48,12 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer db.Close()
+	// Volumes.Concurrency + Linking.Concurrency + hook workers, and what
+	// the host's own code uses of db.
+	workers, appConns := mlmsoft.VolumeConcurrencyDefault+mlmsoft.LinkConcurrencyDefault+mlmsoft.HookConcurrencyDefault, 10
+	n := sqlstore.PoolSize(workers) + appConns
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
 	store, err := sqlstore.New(db, sqlstore.Postgres{}, sqlstore.Config{TablePrefix: "shop_mlm_"})
 	if err != nil {
 		log.Fatal(err)
@@ -54,6 +61,8 @@ func ExampleNew() {
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	// store is an mlmsoft.Store: hand it to the plugin.
-	var _ mlmsoft.Store = store
+	// store is an mlmsoft.Store (and TxStore, and WorkListener): hand it
+	// to the plugin.
+	var _ mlmsoft.TxStore = store
+	var _ mlmsoft.WorkListener = store
 }

@@ -64,7 +64,7 @@ func newTestDB(t testing.TB, b backend) *testDB {
 	db := &testDB{t: t, b: b, prefix: uniquePrefix()}
 	if b.env == "" {
 		db.path = filepath.Join(t.TempDir(), "mlmsoft.db")
-		db.dsn = db.path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
+		db.dsn = db.path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_txlock=immediate"
 		return db
 	}
 	db.dsn = os.Getenv(b.env)
@@ -119,7 +119,7 @@ func (db *testDB) dropTables() {
 		return
 	}
 	defer p.Close()
-	for _, table := range []string{"volume_changes", "volume_users", "links", "schema_migrations"} {
+	for _, table := range []string{"events", "counts", "volume_changes", "volume_users", "links", "schema_migrations"} {
 		if _, err := p.Exec("DROP TABLE IF EXISTS " + db.prefix + table); err != nil {
 			db.t.Errorf("drop tables: %v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"regexp"
 	"slices"
@@ -80,15 +81,30 @@ func (s *Store) splitStatements(body string) []string {
 // table. It is idempotent, and safe when several processes migrate the same
 // database at once: they serialize on a lock (PostgreSQL: an advisory lock,
 // with every pending migration in one transaction; MySQL: GET_LOCK, as its
-// DDL cannot be rolled back; SQLite: BEGIN IMMEDIATE, in one transaction).
-// Versions recorded by a newer release are left alone, so older replicas keep
-// running during a rolling upgrade. Migrate waits for the lock until ctx is
-// done.
+// DDL cannot be rolled back, each statement safe to run again; SQLite:
+// BEGIN IMMEDIATE, in one transaction). Versions recorded by a newer release
+// are left alone. Migrate waits for the lock until ctx is done.
+//
+// Migration 2 upgrades a database of the first release (store contract v1)
+// in place: it adds the queue heads, the events and counts tables and the
+// new indexes, computes the heads and counters from the rows there, drops
+// the indexes v1's claims needed, and gives the stored changes and links
+// the due times v2 reads (v1 claimed pending and sending changes, and
+// pending and created links, whose next attempt was unset, at once, and
+// never the others: v2 claims whatever is due). Stop every replica of the
+// first release before starting one of this release on the same database:
+// the first release's writes do not keep the heads and counters.
 func (s *Store) Migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, math.MaxInt64)
+}
+
+// migrateTo applies the migrations up to version last.
+func (s *Store) migrateTo(ctx context.Context, last int64) error {
 	ms, err := s.migrations()
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
+	ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version > last })
 	switch s.d.txMode() {
 	case txStandardSessionLockedDDL:
 		err = s.migrateSessionLocked(ctx, ms)
@@ -171,7 +187,7 @@ func (s *Store) applyMigrations(ctx context.Context, q querier, ms []migration) 
 			continue
 		}
 		for i, stmt := range m.statements {
-			if _, err := q.ExecContext(ctx, stmt); err != nil {
+			if _, err := q.ExecContext(ctx, stmt); err != nil && !s.d.ddlDone(err) {
 				return fmt.Errorf("migration %04d_%s, statement %d: %w", m.version, m.name, i+1, err)
 			}
 		}

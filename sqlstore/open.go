@@ -29,10 +29,15 @@ const SQLiteMaxOpenConns = 4
 // Every connection gets busy_timeout (SQLiteBusyTimeoutMillis), foreign_keys
 // on and synchronous FULL (a committed change survives a power loss, as an
 // outbox must), and the file is put in WAL mode, so readers never wait for
-// the writer. Writes are serialised as described on SQLite.
+// the writer. Writes are serialised as described on SQLite. The DSN also
+// sets modernc.org/sqlite's _txlock=immediate, so that a transaction the
+// host begins on Store.DB() starts with BEGIN IMMEDIATE, as the TxStore
+// methods (CreateLinkTx, EnqueueVolumesTx) need. The pool is sized here
+// (SQLiteMaxOpenConns): PoolSize does not apply.
 // The path ":memory:" gives a private in-memory database, for tests and
 // demos; it is held on one connection, since each SQLite connection to
-// ":memory:" would see a database of its own. path is a file name, not a
+// ":memory:" would see a database of its own (so, while a host transaction
+// is open, every other use of the Store waits for it). path is a file name, not a
 // DSN: it must not be empty nor hold '?'. Errors wrap
 // mlmsoft.ErrInvalidConfig for a bad path, or the driver's error.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
@@ -40,7 +45,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("%w: sqlstore: open SQLite: path must be a file name without '?'", mlmsoft.ErrInvalidConfig)
 	}
 	memory := path == ":memory:"
-	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)",
+	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate",
 		path, SQLiteBusyTimeoutMillis)
 	if !memory {
 		dsn += "&_pragma=journal_mode(WAL)"

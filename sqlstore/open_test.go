@@ -68,12 +68,12 @@ func TestOpenSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	counts, err := s.CountLinks(ctx)
+	counts, err := s.Counts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[mlmsoft.LinkPending] != 160 {
-		t.Fatalf("%d links after reopening, want 160", counts[mlmsoft.LinkPending])
+	if counts.Links[mlmsoft.LinkPending] != 160 || counts.Volumes[mlmsoft.VolumePending] != 160 {
+		t.Fatalf("counts after reopening = %+v, want 160 pending links and changes", counts)
 	}
 }
 
@@ -150,15 +150,24 @@ func TestMySQLDSNTimeOptions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkLink(t, fmt.Sprint("store ", i), got, wantLink(in, 1))
+		checkLink(t, fmt.Sprint("store ", i), got, wantLink(in, 1, mlmsoft.Lease{}))
 	}
-	// Comparisons agree too: the link is due at its NextAttemptAt.
-	got, err := stores[3].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w", Now: in.NextAttemptAt, Lease: time.Minute, Limit: 1})
+	// Comparisons agree too: the link is due at its NextAttemptAt, not
+	// before.
+	got, err := stores[3].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w", Now: in.NextAttemptAt.Add(-time.Microsecond), Lease: time.Minute, Limit: 1})
 	if err != nil || len(got) != 0 {
-		// fullLink's lease is held by w1 until NextAttemptAt + 59s.
+		t.Fatalf("claim before the link is due = %v, %v", got, err)
+	}
+	got, err = stores[0].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w", Now: in.NextAttemptAt, Lease: time.Minute, Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claim when the link is due = %v, %v", got, err)
+	}
+	// And the lease lapses at its end, whoever reads it.
+	got, err = stores[1].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w2", Now: in.NextAttemptAt.Add(time.Minute - time.Microsecond), Lease: time.Minute, Limit: 1})
+	if err != nil || len(got) != 0 {
 		t.Fatalf("claim during the lease = %v, %v", got, err)
 	}
-	got, err = stores[3].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w", Now: in.LeaseUntil, Lease: time.Minute, Limit: 1})
+	got, err = stores[2].ClaimLinks(ctx, mlmsoft.LinkClaim{Owner: "w2", Now: in.NextAttemptAt.Add(time.Minute), Lease: time.Minute, Limit: 1})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("claim at the lease's end = %v, %v", got, err)
 	}

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -32,6 +33,9 @@ func TestVolumeWorkersTwoPools(t *testing.T) {
 				batch = append(batch, change(fmt.Sprintf("u%02d", u), fmt.Sprintf("u%02d-%d", u, i), "1"))
 			}
 		}
+		for i := range batch {
+			batch[i] = due(batch[i])
+		}
 		mustEnqueue(t, stores[0], batch...)
 		total := int64(len(batch))
 
@@ -53,7 +57,8 @@ func TestVolumeWorkersTwoPools(t *testing.T) {
 						errs <- err
 						return
 					}
-					for _, h := range got {
+					for _, hc := range got {
+						h := hc.Change
 						mu.Lock()
 						if other, ok := holder[h.UserID]; ok {
 							errs <- fmt.Errorf("%s holds %s, claimed by %s too", other, h.UserID, owner)
@@ -61,14 +66,15 @@ func TestVolumeWorkersTwoPools(t *testing.T) {
 						holder[h.UserID] = owner
 						mu.Unlock()
 					}
-					for _, h := range got {
+					for _, hc := range got {
+						h := hc.Change
 						mu.Lock()
 						delete(holder, h.UserID) // before the release makes it claimable
 						delivered[h.UserID] = append(delivered[h.UserID], h.Seq)
 						mu.Unlock()
 						_, err := s.UpdateVolume(ctx, mlmsoft.VolumeUpdate{ID: h.ID, Owner: owner,
 							From: []mlmsoft.VolumeState{mlmsoft.VolumePending}, State: mlmsoft.VolumeDelivered,
-							DeliveredAt: t0, UpdatedAt: t0, Release: true})
+							DeliveredAt: t0, UpdatedAt: t0}) // ends the lease
 						if err != nil {
 							errs <- err
 							return
@@ -104,7 +110,7 @@ func TestClaimVolumesSkipLocked(t *testing.T) {
 			t.Skip("SQLite has no row locks; writers take turns")
 		}
 		s, ctx := db.store(), testCtx(t)
-		mustEnqueue(t, s, change("a", "a1", "1"), change("b", "b1", "1"))
+		mustEnqueue(t, s, due(change("a", "a1", "1")), due(change("b", "b1", "1")))
 		tx, err := db.pool().BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -121,8 +127,8 @@ func TestClaimVolumesSkipLocked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"b#1"}; !slices.Equal(heads(got), want) {
-			t.Fatalf("claim with a locked = %q, want %q", heads(got), want)
+		if want := []string{"b#1"}; !slices.Equal(heads(changes(got)), want) {
+			t.Fatalf("claim with a locked = %q, want %q", heads(changes(got)), want)
 		}
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("claim waited %v for the lock", d)
@@ -134,13 +140,13 @@ func TestClaimVolumesSkipLocked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"a#1"}; !slices.Equal(heads(got), want) {
-			t.Fatalf("claim after unlock = %q, want %q", heads(got), want)
+		if want := []string{"a#1"}; !slices.Equal(heads(changes(got)), want) {
+			t.Fatalf("claim after unlock = %q, want %q", heads(changes(got)), want)
 		}
 	})
 }
 
-// TestClaimSeesCommittedHead: while another transaction finishes a user's
+// TestClaimSeesCommittedHead: while another transaction delivers a user's
 // head (holding the user's lock, as UpdateVolume does), a claim neither
 // waits nor returns the old head; once that commits, the next change is the
 // head.
@@ -151,22 +157,25 @@ func TestClaimSeesCommittedHead(t *testing.T) {
 			t.Skip("SQLite has no row locks; writers take turns")
 		}
 		s, ctx := db.store(), testCtx(t)
-		vs := mustEnqueue(t, s, change("a", "a1", "1"), change("a", "a2", "1"))
-		tx, err := db.pool().BeginTx(ctx, nil)
+		vs := mustEnqueue(t, s, due(change("a", "a1", "1")), due(change("a", "a2", "1")))
+		tx, err := db.pool().BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tx.Rollback()
-		var owner string
-		if err := tx.QueryRowContext(ctx, s.sql("SELECT lease_owner FROM {p}volume_users WHERE user_id = ? FOR UPDATE"), "a").Scan(&owner); err != nil {
+		u := operator(vs[0].ID, []mlmsoft.VolumeState{mlmsoft.VolumePending}, mlmsoft.VolumeDelivered, time.Time{})
+		set, err := s.updateArgs(u)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(ctx, s.sql("UPDATE {p}volume_changes SET state = ? WHERE id = ?"), string(mlmsoft.VolumeDelivered), vs[0].ID); err != nil {
+		if _, err := s.updateVolume(ctx, tx, u, set); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.ClaimVolumes(ctx, mlmsoft.VolumeClaim{Owner: "w", Now: t0, Lease: time.Minute, Limit: 5})
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		got, err := s.ClaimVolumes(cctx, mlmsoft.VolumeClaim{Owner: "w", Now: t0, Lease: time.Minute, Limit: 5})
 		if err != nil || len(got) != 0 {
-			t.Fatalf("claim while a is locked = %q, %v; want nothing", heads(got), err)
+			t.Fatalf("claim while a is locked = %q, %v; want nothing", heads(changes(got)), err)
 		}
 		if err := tx.Commit(); err != nil {
 			t.Fatal(err)
@@ -175,8 +184,8 @@ func TestClaimSeesCommittedHead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"a#2"}; !slices.Equal(heads(got), want) {
-			t.Fatalf("claim after commit = %q, want %q", heads(got), want)
+		if want := []string{"a#2"}; !slices.Equal(heads(changes(got)), want) {
+			t.Fatalf("claim after commit = %q, want %q", heads(changes(got)), want)
 		}
 	})
 }

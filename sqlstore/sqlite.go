@@ -18,7 +18,10 @@ import (
 // before reading and never fails upgrading a read lock, and the writers of
 // one Store queue in-process before touching the database. Set a
 // busy_timeout on every connection (OpenSQLite does) so that writers of other
-// processes wait rather than fail. The zero value is ready to use.
+// processes wait rather than fail. A host transaction given to the TxStore
+// methods must have been begun IMMEDIATE too: with modernc.org/sqlite, put
+// _txlock=immediate in the DSN (OpenSQLite does), so that db.BeginTx
+// starts with BEGIN IMMEDIATE. The zero value is ready to use.
 type SQLite struct{}
 
 // Name returns "sqlite".
@@ -33,18 +36,37 @@ func (SQLite) timeValue(t time.Time) (any, error) {
 	return t.Format(wallClockLayout), nil
 }
 
-func (SQLite) wallClockUTC() bool         { return true }
-func (SQLite) nullsFirst() string         { return "" } // NULLs sort first in SQLite
-func (SQLite) forUpdate() string          { return "" } // BEGIN IMMEDIATE holds the only write lock
-func (SQLite) skipLocked(_ string) string { return "" }
+func (SQLite) wallClockUTC() bool { return true }
+func (SQLite) nullsFirst() string { return "" } // NULLs sort first in SQLite
+func (SQLite) forUpdate() string  { return "" } // BEGIN IMMEDIATE holds the only write lock
+func (SQLite) skipLocked() string { return "" }
+func (SQLite) returning() bool    { return true }
 
-func (SQLite) seqUpsert() string {
-	return `INSERT INTO {p}volume_users (user_id, last_seq, lease_owner, lease_until) VALUES (?, ?, '', NULL)
+func (SQLite) keyEq(col string) string { return col + " = ?" }
+func (SQLite) keyArgs() int            { return 1 }
+
+func (SQLite) picked(col, subquery string) string { return col + " IN (" + subquery + ")" }
+func (SQLite) writableCTE() bool                  { return false }
+
+func (SQLite) upsertUsers(n int) string {
+	return `INSERT INTO {p}volume_users (user_id, last_seq, lease_owner) VALUES ` + valuesRows(n, "?, ?, ''") + `
 ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq
-RETURNING last_seq`
+RETURNING user_id, last_seq, head_id`
 }
-func (SQLite) seqReturning() bool { return true }
-func (SQLite) returningID() bool  { return false }
+
+func (SQLite) upsertCounts(n int) string {
+	return `INSERT INTO {p}counts (kind, state, shard, n) VALUES ` + valuesRows(n, "?, ?, ?, ?") + `
+ON CONFLICT (kind, state, shard) DO UPDATE SET n = n + excluded.n`
+}
+
+func (SQLite) ignoreDuplicate() string { return " ON CONFLICT (id) DO NOTHING" }
+
+// BLOBs compare byte by byte, and length and substr count bytes in them.
+func (SQLite) prefixOf(col string) string {
+	return "substr(CAST(" + col + " AS BLOB), 1, length(CAST(? AS BLOB))) = CAST(? AS BLOB)"
+}
+
+func (SQLite) notify() string { return "" }
 
 // SQLite result codes (https://www.sqlite.org/rescode.html).
 const (
@@ -85,4 +107,5 @@ func (SQLite) migrationsTable() string {
 func (SQLite) migrationLock() string         { return "" }
 func (SQLite) migrationUnlock() string       { return "" }
 func (SQLite) migrationLockArg(_ string) any { return nil }
+func (SQLite) ddlDone(error) bool            { return false }
 func (SQLite) migrationsDir() string         { return "migrations/sqlite" }

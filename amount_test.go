@@ -10,8 +10,8 @@ func TestParseAmount(t *testing.T) {
 	t.Parallel()
 	good := map[string]string{
 		"0": "0", "-0": "0", "000": "0", "0.000": "0", "150": "150", "+7": "7", "012.50": "12.5",
-		"0.1": "0.1", ".5": "0.5", "-3.75": "-3.75", " 42 ": "42", "123456789012345": "123456789012345",
-		"0.000000000000001": "0.000000000000001", "-99999999999999.9": "-99999999999999.9",
+		"0.1": "0.1", ".5": "0.5", "-3.75": "-3.75", "+.5": "0.5", "1.": "1", "-5.": "-5", "12345678901234": "12345678901234",
+		"0.00000000000001": "0.00000000000001", "-9999999999999.9": "-9999999999999.9", "0012345678901234.000": "12345678901234",
 	}
 	for in, want := range good {
 		a, err := ParseAmount(in)
@@ -19,7 +19,10 @@ func TestParseAmount(t *testing.T) {
 			t.Errorf("ParseAmount(%q) = %q, %v; want %q", in, a, err, want)
 		}
 	}
-	for _, in := range []string{"", "-", ".", "1.", "1e3", "1,000", "NaN", "Inf", "0x10", "1.2.3", "--1", "1 000", "1234567890123456", "0.1234567890123456"} {
+	// PHP prints floats with 14 significant digits: a 15th would not
+	// survive MLM Soft. Spaces are refused everywhere, not trimmed.
+	for _, in := range []string{"", "-", "+", ".", "-.", "1e3", "1,000", "NaN", "Inf", "0x10", "1.2.3", "--1", "+-1", "1 000",
+		" 42", "42 ", " 1.5", "\t1", "123456789012345", "0.123456789012345", "-99999999999999.9"} {
 		if a, err := ParseAmount(in); !errors.Is(err, ErrInvalidInput) {
 			t.Errorf("ParseAmount(%q) = %q, %v; want ErrInvalidInput", in, a, err)
 		}

@@ -9,10 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/patrickmn/go-cache"
 
 	"github.com/mlmsoft-go/mlmsoft/internal/api2"
 )
@@ -25,8 +22,15 @@ const (
 	// CheckAuthClientLimitDefault is how many check-auth attempts one
 	// client address may make per window.
 	CheckAuthClientLimitDefault = 20
+	// CheckAuthLoginLimitDefault is how many check-auth attempts may name
+	// one MLM Soft login per window, from all host users and addresses
+	// together.
+	CheckAuthLoginLimitDefault = 5
 	// CheckAuthWindowDefault is the rate-limit window.
 	CheckAuthWindowDefault = 15 * time.Minute
+	// CheckAuthReadTimeoutDefault bounds how long a check-auth request may
+	// take to send its body.
+	CheckAuthReadTimeoutDefault = 5 * time.Second
 	// CheckAuthMaxBodyDefault is the largest check-auth body accepted, in
 	// bytes.
 	CheckAuthMaxBodyDefault int64 = 16 << 10
@@ -61,13 +65,15 @@ type CheckAuthConfig struct {
 
 	// UserLimit is how many attempts (requests that reach MLM Soft, right
 	// or wrong) one host user may make per Window; ClientLimit is the same
-	// per client address. Past either, requests are answered 429 with
+	// per client address, and LoginLimit per MLM Soft login named (so that
+	// many accounts and addresses together cannot guess one member's
+	// password). Past any of them, requests are answered 429 with
 	// Retry-After until the window that started with the first attempt
 	// ends. Negative: no limit. Zero: CheckAuthUserLimitDefault,
-	// CheckAuthClientLimitDefault. The counters live in this process's
-	// memory (github.com/patrickmn/go-cache) and on the real clock: with
-	// several replicas each counts its own.
-	UserLimit, ClientLimit int
+	// CheckAuthClientLimitDefault, CheckAuthLoginLimitDefault. The counters
+	// live in this process's memory (github.com/patrickmn/go-cache) and
+	// run on Config.Clock: with several replicas each counts its own.
+	UserLimit, ClientLimit, LoginLimit int
 	// Window is the rate-limit window. Zero: CheckAuthWindowDefault.
 	Window time.Duration
 
@@ -80,6 +86,9 @@ type CheckAuthConfig struct {
 	// MaxBody is the largest body accepted; a larger one is refused with
 	// 413. Zero: CheckAuthMaxBodyDefault.
 	MaxBody int64
+	// ReadTimeout bounds how long the client may take to send the body.
+	// Zero: CheckAuthReadTimeoutDefault.
+	ReadTimeout time.Duration
 
 	// Cross-origin protection: a browser request from another origin is
 	// refused with 403 (http.CrossOriginProtection, which reads
@@ -103,19 +112,15 @@ func (c *CheckAuthConfig) setDefaults() error {
 	if c.Window < 0 {
 		return bad("Window", "must not be negative")
 	}
-	if c.MaxBody < 0 {
-		return bad("MaxBody", "must not be negative")
+	if c.MaxBody < 0 || c.ReadTimeout < 0 {
+		return bad("MaxBody", "and CheckAuth.ReadTimeout must not be negative")
 	}
-	if c.UserLimit == 0 {
-		c.UserLimit = CheckAuthUserLimitDefault
-	}
-	if c.ClientLimit == 0 {
-		c.ClientLimit = CheckAuthClientLimitDefault
-	}
+	c.UserLimit = cmp.Or(c.UserLimit, CheckAuthUserLimitDefault)
+	c.ClientLimit = cmp.Or(c.ClientLimit, CheckAuthClientLimitDefault)
+	c.LoginLimit = cmp.Or(c.LoginLimit, CheckAuthLoginLimitDefault)
 	c.Window = cmp.Or(c.Window, CheckAuthWindowDefault)
-	if c.MaxBody == 0 {
-		c.MaxBody = CheckAuthMaxBodyDefault
-	}
+	c.MaxBody = cmp.Or(c.MaxBody, CheckAuthMaxBodyDefault)
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, CheckAuthReadTimeoutDefault)
 	if c.ClientIP == nil {
 		c.ClientIP = remoteHost
 	}
@@ -143,7 +148,8 @@ func remoteHost(r *http.Request) string {
 // ginadapter and nethttpadapter do this). It is safe for concurrent use.
 //
 // The request body is JSON {"login": ..., "password": ...} or the same as a
-// form ("email" is accepted for "login"). Answers, all JSON:
+// form ("email" is accepted for "login"). The login is normalised as at
+// sign-up (NormalizeEmail) before it is sent. Answers, all JSON:
 //   - 200 {"linked":true,"accountId":...,"userId":...}: the signed-in host
 //     user is linked to that MLM Soft account (userId is MLM Soft's user
 //     id), now or before;
@@ -155,32 +161,35 @@ func remoteHost(r *http.Request) string {
 //     login is another host user's link;
 //   - 429 {"code":"rate_limited"} with Retry-After (seconds);
 //   - 400 malformed body or login, 403 cross-origin browser request, 404
-//     not enabled, 405 not POST, 413 body over MaxBody, 415 neither JSON
-//     nor a form;
+//     not enabled, 405 not POST, 408 body not sent within ReadTimeout, 413
+//     body over MaxBody, 415 neither JSON nor a form;
 //   - 502 {"code":"upstream_error"}: MLM Soft could not be reached or
 //     answered nonsense; 503 {"code":"upstream_unavailable"} with
-//     Retry-After: the circuit breaker is open (ErrUpstreamUnavailable);
+//     Retry-After: the circuit breaker is open; 503
+//     {"code":"integration_down"} with Retry-After: MLM Soft refuses the
+//     integration's own configuration (see Health): the user's password
+//     was not checked, and is not said to be wrong;
 //   - 500: the store or CurrentUser failed.
 func (p *Plugin) CheckAuthHandler() http.Handler { return p.checker }
 
-// checkAuthState is the check-auth handler of one Plugin.
-type checkAuthState struct {
-	p         *Plugin
-	cfg       CheckAuthConfig
-	cop       *http.CrossOriginProtection // nil: no check
-	perUser   *limiter
-	perClient *limiter
+// checkAuthHandler is the check-auth handler of one Plugin.
+type checkAuthHandler struct {
+	p     *Plugin
+	cfg   CheckAuthConfig
+	guard guard
+	cop   *http.CrossOriginProtection // nil: no check
+	// limits counts attempts per host user, client address and MLM Soft
+	// login; keys are prefixed with the kind.
+	limits *clockCache
 }
 
-func newCheckAuthState(p *Plugin) *checkAuthState {
+func newCheckAuthHandler(p *Plugin) *checkAuthHandler {
 	cfg := p.cfg.CheckAuth
-	c := &checkAuthState{p: p, cfg: cfg}
-	if !cfg.Enabled {
-		return c // answers 404: no counters, no janitor goroutines
+	c := &checkAuthHandler{
+		p: p, cfg: cfg, limits: newClockCache(),
+		guard: guard{feature: "check-auth", enabled: cfg.Enabled, readTimeout: cfg.ReadTimeout, maxBody: cfg.MaxBody},
 	}
-	c.perUser = newLimiter(cfg.UserLimit, cfg.Window)
-	c.perClient = newLimiter(cfg.ClientLimit, cfg.Window)
-	if !cfg.AllowCrossOrigin {
+	if cfg.Enabled && !cfg.AllowCrossOrigin {
 		c.cop = http.NewCrossOriginProtection()
 		for _, o := range cfg.TrustedOrigins {
 			_ = c.cop.AddTrustedOrigin(o) // validated by setDefaults
@@ -188,6 +197,9 @@ func newCheckAuthState(p *Plugin) *checkAuthState {
 	}
 	return c
 }
+
+// expire forgets rate-limit windows that have ended.
+func (c *checkAuthHandler) expire(now time.Time) { c.limits.expire(now) }
 
 // checkAuthAnswer is the 200 answer.
 type checkAuthAnswer struct {
@@ -197,14 +209,8 @@ type checkAuthAnswer struct {
 }
 
 // ServeHTTP handles one check-auth request; see Plugin.CheckAuthHandler.
-func (c *checkAuthState) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	if !c.cfg.Enabled {
-		writeError(rw, http.StatusNotFound, "not_found", "check-auth is not enabled")
-		return
-	}
-	if r.Method != http.MethodPost {
-		rw.Header().Set("Allow", http.MethodPost)
-		writeError(rw, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+func (c *checkAuthHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if !c.guard.admit(rw, r) {
 		return
 	}
 	log := c.p.log.With("handler", "check-auth")
@@ -227,13 +233,14 @@ func (c *checkAuthState) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	client := c.cfg.ClientIP(r)
 	log = log.With("user", userID, "client", client)
-	if wait, over := c.exceeded(userID, client); over {
+	now := c.p.clock.Now()
+	keys := []limitKey{{"user:" + userID, c.cfg.UserLimit}, {"client:" + client, c.cfg.ClientLimit}}
+	if wait, over := c.exceeded(keys, now); over {
 		c.tooMany(rw, log, wait)
 		return
 	}
-	body, status := readBody(rw, r, c.cfg.MaxBody)
-	if status != 0 {
-		writeBodyError(rw, status, c.cfg.MaxBody)
+	body, _, ok := c.guard.body(rw, r)
+	if !ok {
 		return
 	}
 	login, password, err := parseCredentials(r.Header.Get("Content-Type"), body)
@@ -245,22 +252,34 @@ func (c *checkAuthState) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, status, codeFor(status), err.Error())
 		return
 	}
-	if wait, over := c.hit(userID, client); over {
+	keys = append(keys, limitKey{"login:" + login, c.cfg.LoginLimit})
+	if wait, over := c.exceeded(keys, now); over {
+		c.tooMany(rw, log, wait)
+		return
+	}
+	p := c.p
+	if p.health.isMisconfigured() {
+		c.integrationDown(rw, log)
+		return
+	}
+	if wait, over := c.hit(keys, now); over {
 		c.tooMany(rw, log, wait)
 		return
 	}
 
-	p := c.p
 	var auth api2.Auth
 	err = p.call(r.Context(), func(ctx context.Context) (err error) {
 		auth, err = p.client.CheckAuth(ctx, login, password)
 		return err
 	})
-	switch {
+	switch kind := api2.KindOf(err); {
 	case err == nil:
-	case api2.KindOf(err) == api2.Business:
+	case kind == api2.Business:
 		log.Info("check-auth refused: MLM Soft did not accept the credentials")
 		writeError(rw, http.StatusUnauthorized, "bad_credentials", "wrong login or password")
+		return
+	case kind == api2.Misconfigured:
+		c.integrationDown(rw, log)
 		return
 	case errors.Is(err, ErrUpstreamUnavailable):
 		log.Warn("check-auth: circuit breaker open", "err", err)
@@ -273,9 +292,9 @@ func (c *checkAuthState) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	email, err := normalizeEmail(auth.Login)
+	email, err := NormalizeEmail(auth.Login)
 	if err != nil {
-		email = strings.ToLower(login) // login was validated as an email
+		email = login // MLM Soft answered with an odd login: keep the one it accepted
 	}
 	l, changed, err := p.linkTo(r.Context(), linkRequest{
 		UserID: userID, Email: email, AccountID: auth.AccountID, MLMUserID: auth.UserID,
@@ -301,30 +320,61 @@ func (c *checkAuthState) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, checkAuthAnswer{Linked: true, AccountID: l.AccountID, UserID: l.MLMUserID})
 }
 
-// exceeded reports whether the user or the client is over its limit
-// already, without counting an attempt, and how long until it is not.
-func (c *checkAuthState) exceeded(userID, client string) (time.Duration, bool) {
-	w1, o1 := c.perUser.exceeded(userID)
-	w2, o2 := c.perClient.exceeded(client)
-	return max(w1, w2), o1 || o2
+// integrationDown answers 503: MLM Soft refuses the integration itself, so
+// the user's credentials could not be checked.
+func (c *checkAuthHandler) integrationDown(rw http.ResponseWriter, log *slog.Logger) {
+	log.Warn("check-auth: MLM Soft refuses the integration's configuration; credentials not checked", "reason", c.p.Health().Reason)
+	rw.Header().Set("Retry-After", strconv.Itoa(retrySeconds(c.p.cfg.ProbeMax)))
+	writeError(rw, http.StatusServiceUnavailable, "integration_down",
+		"the MLM Soft integration is not working right now; your password was not checked; try again later")
 }
 
-// hit counts one attempt for the user and the client and reports whether
-// either went over its limit.
-func (c *checkAuthState) hit(userID, client string) (time.Duration, bool) {
-	w1, o1 := c.perUser.hit(userID)
-	w2, o2 := c.perClient.hit(client)
-	return max(w1, w2), o1 || o2
+// limitKey is one counter a check-auth attempt is counted under.
+type limitKey struct {
+	key   string
+	limit int // < 0: unlimited
 }
 
-func (c *checkAuthState) tooMany(rw http.ResponseWriter, log *slog.Logger, wait time.Duration) {
+// exceeded reports whether any of keys has used up its attempts at now,
+// without counting one, and how long until all windows allow one.
+func (c *checkAuthHandler) exceeded(keys []limitKey, now time.Time) (time.Duration, bool) {
+	var wait time.Duration
+	over := false
+	for _, k := range keys {
+		if k.limit < 0 {
+			continue
+		}
+		if e, ok := c.limits.get(k.key, now); ok && e.n >= k.limit {
+			over, wait = true, max(wait, e.until.Sub(now))
+		}
+	}
+	return wait, over
+}
+
+// hit counts one attempt under each of keys and reports whether any went
+// over its limit, and how long until its window ends.
+func (c *checkAuthHandler) hit(keys []limitKey, now time.Time) (time.Duration, bool) {
+	var wait time.Duration
+	over := false
+	for _, k := range keys {
+		if k.limit < 0 {
+			continue
+		}
+		if e := c.limits.add(k.key, now, c.cfg.Window); e.n > k.limit {
+			over, wait = true, max(wait, e.until.Sub(now))
+		}
+	}
+	return wait, over
+}
+
+func (c *checkAuthHandler) tooMany(rw http.ResponseWriter, log *slog.Logger, wait time.Duration) {
 	log.Warn("check-auth rate-limited", "retryAfter", wait)
 	rw.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
 	writeError(rw, http.StatusTooManyRequests, "rate_limited", "too many attempts; try again later")
 }
 
-// parseCredentials reads the login and the password of a check-auth body.
-// Its errors never contain the password.
+// parseCredentials reads the login (normalised) and the password of a
+// check-auth body. Its errors never contain the password.
 func parseCredentials(contentType string, body []byte) (login, password string, err error) {
 	pl, err := parsePayload(contentType, body)
 	if err != nil {
@@ -335,13 +385,16 @@ func parseCredentials(contentType string, body []byte) (login, password string, 
 		if !ok {
 			return "", "", errors.New("the login is not a string")
 		}
-		s = strings.TrimSpace(s)
-		if login != "" && !strings.EqualFold(login, s) {
+		n, err := NormalizeEmail(s)
+		if err != nil {
+			return "", "", errors.New("the login must be the email address of your MLM Soft account")
+		}
+		if login != "" && login != n {
 			return "", "", errors.New("login and email disagree")
 		}
-		login = s
+		login = n
 	}
-	if _, err := normalizeEmail(login); err != nil {
+	if login == "" {
 		return "", "", errors.New("the login must be the email address of your MLM Soft account")
 	}
 	pw := pl.lookup([]string{"password"})
@@ -356,51 +409,4 @@ func parseCredentials(contentType string, body []byte) (login, password string, 
 		return "", "", fmt.Errorf("the password is longer than %d bytes", maxPasswordLen)
 	}
 	return login, password, nil
-}
-
-// limiter counts attempts per key in fixed windows that start with a key's
-// first attempt. Safe for concurrent use.
-type limiter struct {
-	limit  int // < 0: unlimited
-	window time.Duration
-	counts *cache.Cache
-}
-
-func newLimiter(limit int, window time.Duration) *limiter {
-	return &limiter{limit: limit, window: window, counts: cache.New(window, max(window, time.Minute))}
-}
-
-// exceeded reports whether key has used up its attempts, and how long until
-// its window ends.
-func (l *limiter) exceeded(key string) (time.Duration, bool) {
-	if l.limit < 0 {
-		return 0, false
-	}
-	v, exp, found := l.counts.GetWithExpiration(key)
-	if n, _ := v.(int); !found || n < l.limit {
-		return 0, false
-	}
-	return time.Until(exp), true
-}
-
-// hit counts an attempt for key and reports whether it is over the limit,
-// and how long until its window ends.
-func (l *limiter) hit(key string) (time.Duration, bool) {
-	if l.limit < 0 {
-		return 0, false
-	}
-	for {
-		if err := l.counts.Add(key, 1, l.window); err == nil {
-			return l.window, 1 > l.limit
-		}
-		n, err := l.counts.IncrementInt(key, 1)
-		if err != nil {
-			continue // the window ended between Add and IncrementInt: start a new one
-		}
-		if n <= l.limit {
-			return 0, false
-		}
-		_, exp, _ := l.counts.GetWithExpiration(key)
-		return time.Until(exp), true
-	}
 }

@@ -241,7 +241,7 @@ func TestCheckAuthThrottlesOneClient(t *testing.T) {
 	})
 	t.Run("many users, client limit", func(t *testing.T) {
 		t.Parallel()
-		f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.ClientLimit = 8 })
+		f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.ClientLimit, c.CheckAuth.LoginLimit = 8, -1 })
 		f.fake.AddAccount("ann@example.com", "ann-password-1", f.root.AccountID)
 		statuses := map[int]int{}
 		for i := range 20 {
@@ -272,18 +272,21 @@ func TestCheckAuthThrottlesOneClient(t *testing.T) {
 	})
 	t.Run("unlimited", func(t *testing.T) {
 		t.Parallel()
-		f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.UserLimit, c.CheckAuth.ClientLimit = -1, -1 })
+		f := newHFix(t, func(c *mlmsoft.Config) {
+			c.CheckAuth.UserLimit, c.CheckAuth.ClientLimit, c.CheckAuth.LoginLimit = -1, -1, -1
+		})
 		for i := range 20 {
 			wantStatus(t, f.serve(checkAuthRequest("u1", "ann@example.com", "wrong")), 401, "attempt "+strconv.Itoa(i+1))
 		}
 	})
 	t.Run("window ends", func(t *testing.T) {
 		t.Parallel()
-		f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.UserLimit, c.CheckAuth.Window = 1, 300*time.Millisecond })
+		f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.UserLimit, c.CheckAuth.Window = 1, 5*time.Minute })
 		acc := f.fake.AddAccount("ann@example.com", "ann-password-1", f.root.AccountID)
 		wantStatus(t, f.serve(checkAuthRequest("u1", "ann@example.com", "wrong")), 401, "first")
-		wantStatus(t, f.serve(checkAuthRequest("u1", "ann@example.com", "ann-password-1")), 429, "second")
-		time.Sleep(350 * time.Millisecond) // go-cache counts on the real clock
+		f.clock.Advance(5*time.Minute - time.Millisecond)
+		wantStatus(t, f.serve(checkAuthRequest("u1", "ann@example.com", "ann-password-1")), 429, "second, just before the window ends")
+		f.clock.Advance(time.Millisecond) // the limits count on the plugin's clock: no sleeping
 		wantStatus(t, f.serve(checkAuthRequest("u1", "ann@example.com", "ann-password-1")), 200, "after the window")
 		if l := f.link("u1"); l.AccountID != acc.AccountID {
 			t.Fatalf("link: %+v", l)
@@ -295,7 +298,7 @@ func TestCheckAuthThrottlesOneClient(t *testing.T) {
 // with one link.
 func TestCheckAuthConcurrent(t *testing.T) {
 	t.Parallel()
-	f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.UserLimit = -1 })
+	f := newHFix(t, func(c *mlmsoft.Config) { c.CheckAuth.UserLimit, c.CheckAuth.LoginLimit = -1, -1 })
 	acc := f.fake.AddAccount("ann@example.com", "ann-password-1", f.root.AccountID)
 	done := make(chan int)
 	for range 8 {

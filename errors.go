@@ -3,9 +3,10 @@ package mlmsoft
 import "errors"
 
 // Sentinel errors. Match them with errors.Is: the plugin and the stores wrap
-// them with context ("mlmsoft: get link: %w").
+// them with context ("mlmsoft: link of \"42\": mlmsoft: not found").
 var (
-	// ErrNotFound is returned by a Store, and by Plugin.Link, when the record
+	// ErrNotFound is returned by a Store, and by the plugin's methods that
+	// read one record (Plugin.Link, the operator methods), when the record
 	// asked for does not exist.
 	ErrNotFound = errors.New("mlmsoft: not found")
 
@@ -19,10 +20,17 @@ var (
 	// From states no longer match). The caller re-reads and decides again.
 	ErrConflict = errors.New("mlmsoft: record changed concurrently")
 
-	// ErrLeaseLost is returned by VolumeStore.UpdateVolume when the caller no
-	// longer holds the lease on the change's user (it expired and another
-	// worker claimed it). The caller must drop the work: the new owner has it.
+	// ErrLeaseLost is returned by a Store's updates when the worker making
+	// them no longer holds the lease on the work (it lapsed and another
+	// worker claimed it). The caller must drop the work: the new owner has
+	// it.
 	ErrLeaseLost = errors.New("mlmsoft: lease lost")
+
+	// ErrWrongState is returned by the operator methods (RetryVolume,
+	// ResolveVolume, SkipVolume, RetryLink) when the record is not in a
+	// state the action applies to (resolving a change that is not
+	// uncertain, say). The message names the state it is in.
+	ErrWrongState = errors.New("mlmsoft: not in a state this action applies to")
 
 	// ErrIdempotencyConflict is returned by VolumeStore.EnqueueVolumes and
 	// Plugin.ApplyVolumes when an idempotency key is already stored for a
@@ -40,9 +48,26 @@ var (
 
 	// ErrUpstreamUnavailable is returned (wrapped, with the cause kept) when
 	// MLM Soft cannot be reached or the circuit breaker is open. Work is kept
-	// and retried; callers only see it from synchronous calls such as the
-	// check-auth handler.
+	// and retried; callers only see it from synchronous calls such as
+	// Plugin.Check and the check-auth handler.
 	ErrUpstreamUnavailable = errors.New("mlmsoft: MLM Soft unavailable")
+
+	// ErrMisconfigured is returned (wrapped, with MLM Soft's own message)
+	// when MLM Soft refuses the integration itself: a wrong API token,
+	// App-Id or base URL (HTTP 401, 403 or 404 on the API path, a redirect,
+	// or a refusal whose message matches Config.MisconfigMessages). While it
+	// lasts the plugin pauses all sending, spends no attempts, and probes
+	// MLM Soft until it accepts the configuration again; see Health.
+	ErrMisconfigured = errors.New("mlmsoft: MLM Soft refuses the integration's configuration")
+
+	// ErrAlreadyLinked is returned when a user linked to one MLM Soft
+	// account is asked to link to another and relinking is not allowed.
+	ErrAlreadyLinked = errors.New("mlmsoft: user is linked to another MLM Soft account")
+
+	// ErrNotDelivered is wrapped by the *BatchError that Batch.Wait returns
+	// when a change of the batch ended parked, uncertain, rejected or
+	// skipped.
+	ErrNotDelivered = errors.New("mlmsoft: volume change not delivered")
 
 	// ErrNotRunning is returned by methods that need the background workers
 	// (Wait on a batch handle, for instance) when the plugin was shut down.

@@ -21,7 +21,7 @@ func Example() {
 	defer fake.Close()
 	company := fake.AddAccount("root@company.example", "root-password", 0)
 
-	linked := make(chan mlmsoft.Link, 1)
+	linked := make(chan mlmsoft.LinkInfo, 1)
 	plugin, err := mlmsoft.New(memstore.New(), mlmsoft.Config{
 		BaseURL:                 fake.URL,
 		APIToken:                mlmsofttest.DefaultToken,
@@ -29,7 +29,12 @@ func Example() {
 		DefaultSponsorAccountID: company.AccountID,
 		Logger:                  slog.New(slog.DiscardHandler),
 		Hooks: mlmsoft.Hooks{
-			OnLinked: func(ctx context.Context, l mlmsoft.Link) { linked <- l },
+			// Hooks run on the plugin's goroutines, at least once: a host
+			// copies the account id into its own user record here.
+			OnLinked: func(ctx context.Context, e mlmsoft.LinkEvent) error {
+				linked <- e.Link
+				return nil
+			},
 		},
 	})
 	if err != nil {

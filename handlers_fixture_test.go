@@ -130,7 +130,7 @@ func (f *hfix) links() []mlmsoft.Link {
 	return ls
 }
 
-func (f *hfix) link(userID string) mlmsoft.Link {
+func (f *hfix) link(userID string) mlmsoft.LinkInfo {
 	f.t.Helper()
 	l, err := f.p.Link(context.Background(), userID)
 	if err != nil {
@@ -229,7 +229,7 @@ func startPlugin(t *testing.T, p *mlmsoft.Plugin) {
 }
 
 // waitLinked waits (in real time, up to 10s) for userID's link to be linked.
-func waitLinked(t *testing.T, p *mlmsoft.Plugin, userID string) mlmsoft.Link {
+func waitLinked(t *testing.T, p *mlmsoft.Plugin, userID string) mlmsoft.LinkInfo {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -242,4 +242,11 @@ func waitLinked(t *testing.T, p *mlmsoft.Plugin, userID string) mlmsoft.Link {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// httpServe runs r through h and returns the recorded answer.
+func httpServe(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
 }

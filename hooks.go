@@ -1,186 +1,206 @@
 package mlmsoft
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/mail"
-	"strings"
-	"unicode/utf8"
+	"time"
+
+	"github.com/google/uuid"
 )
 
-// Hooks are the host's callbacks. Each is optional. They run on the plugin's
-// background goroutines, after the new state is stored: keep them quick (hand
-// slow work to a queue of your own). A panic in a hook is recovered and
-// logged.
+// Defaults applied to zero Hooks fields.
+const (
+	HookTimeoutDefault = time.Minute
+)
+
+// Hooks are the host's callbacks, all optional.
+//
+// They run on the plugin's own goroutines (Hooks.Concurrency at a time),
+// never on a host request, with a context of the plugin's that ends at
+// Hooks.Timeout or when Shutdown gives up waiting. They are delivered at
+// least once, also across crashes: an owed hook is stored with the state
+// change it reports, in the same atomic write, and deleted only after the
+// hook returned nil. A hook that returns an error or panics is called again
+// with capped exponential backoff (Stats.Hooks counts those). So a hook may
+// see an event twice (after a crash, or when it failed): each event has an
+// ID, stable across calls, to deduplicate on. Events of one user may arrive
+// out of order when one is retried: each carries the state at its time; read
+// Plugin.Link for the current one.
+//
+// Events are recorded only for hooks that are set: a host that sets OnVolume
+// pays one event row per change reaching a reportable state.
 type Hooks struct {
-	// OnLinked is called once a user's link completes, with the stored
-	// link (AccountID and MLMUserID set). It may be called again for the
-	// same user after a relink through check-auth.
-	OnLinked func(ctx context.Context, l Link)
+	// OnLinked is called once a user's link completes (AccountID set),
+	// including a relink through check-auth. Hosts typically copy the
+	// account id into their own user record.
+	OnLinked func(ctx context.Context, e LinkEvent) error
 	// OnLinkFailed is called when the flow gives up on a link;
-	// l.LastError says why.
-	OnLinkFailed func(ctx context.Context, l Link)
+	// e.Link.LastError says why.
+	OnLinkFailed func(ctx context.Context, e LinkEvent) error
 	// OnVolume is called when a volume change reaches a state a person may
 	// care about: delivered, parked, uncertain, rejected or skipped.
-	OnVolume func(ctx context.Context, e VolumeEvent)
+	OnVolume func(ctx context.Context, e VolumeEvent) error
+
+	// Concurrency is how many hook calls run at once per process. Zero:
+	// HookConcurrencyDefault.
+	Concurrency int
+	// Timeout bounds one hook call (its ctx ends then); it must be shorter
+	// than Config.Lease. Zero: HookTimeoutDefault, or half the Lease when
+	// that is shorter.
+	Timeout time.Duration
+	// RetryInitial and RetryMax bound the backoff between calls of a hook
+	// that failed. Zero: RetryInitialDefault, RetryMaxDefault.
+	RetryInitial, RetryMax time.Duration
 }
 
-// VolumeEvent tells the OnVolume hook what happened to a change.
+func (h *Hooks) setDefaults() error {
+	if h.Concurrency < 0 || h.Timeout < 0 || h.RetryInitial < 0 || h.RetryMax < 0 {
+		return fmt.Errorf("%w: Hooks: Concurrency and durations must not be negative", ErrInvalidConfig)
+	}
+	h.Concurrency = cmp.Or(h.Concurrency, HookConcurrencyDefault)
+	h.Timeout = cmp.Or(h.Timeout, HookTimeoutDefault)
+	h.RetryInitial = cmp.Or(h.RetryInitial, RetryInitialDefault)
+	h.RetryMax = cmp.Or(h.RetryMax, RetryMaxDefault)
+	if h.RetryMax < h.RetryInitial {
+		return fmt.Errorf("%w: Hooks.RetryMax must not be less than Hooks.RetryInitial", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// LinkEvent is what OnLinked and OnLinkFailed receive.
+type LinkEvent struct {
+	// ID identifies the event, the same on every call: deduplicate on it.
+	// IDs are UUIDv7: they sort in the order the events were made.
+	ID string
+	// At is when the link reached this state.
+	At time.Time
+	// Link is the link as it was then.
+	Link LinkInfo
+}
+
+// VolumeEvent is what OnVolume receives.
 type VolumeEvent struct {
-	Kind   VolumeState  // the state reached
-	Change VolumeChange // the change as stored
+	// ID identifies the event, the same on every call: deduplicate on it.
+	// IDs are UUIDv7: they sort in the order the events were made.
+	ID string
+	// At is when the change reached this state.
+	At time.Time
+	// Kind is the state reached (Change.State).
+	Kind VolumeState
+	// Change is the change as it was then.
+	Change VolumeChange
 }
 
-// NewUser is a host user who has just signed up.
-type NewUser struct {
-	// UserID is the host's id for the user. Required, at most 191 bytes.
-	UserID string
-	// Email becomes the MLM Soft login. Required.
-	Email string
-	// Password becomes the MLM Soft password. Optional: without one, a
-	// random password is sent and the user sets their own through MLM
-	// Soft's password reset. It is kept only sealed with
-	// Config.PasswordKey, and erased once user/create is accepted.
-	Password string
-
-	FirstName, LastName, Phone, CountryID string
-
-	// SponsorUserID is the host user id of the sponsor, who must have been
-	// registered (or linked) before. The plugin sends the sponsor's MLM
-	// Soft account id, waiting while the sponsor's own link is pending.
-	SponsorUserID string
-	// SponsorAccountID is the sponsor's MLM Soft account id, when the host
-	// knows it directly (a referral link carrying it, say). At most one of
-	// SponsorUserID and SponsorAccountID may be set; with neither,
-	// Config.DefaultSponsorAccountID is used.
-	SponsorAccountID int64
+// linkEvents returns the event OnLinked or OnLinkFailed is owed for l, or
+// nil when that hook is not set.
+func (p *Plugin) linkEvents(kind EventKind, l Link, now time.Time) []Event {
+	h := p.cfg.Hooks
+	if (kind == EventLinked && h.OnLinked == nil) || (kind == EventLinkFailed && h.OnLinkFailed == nil) {
+		return nil
+	}
+	return p.event(kind, l.UserID, l.Info(), now)
 }
 
-const maxUserIDLen = 191 // fits a MySQL utf8mb4 index
+// volumeEvents returns the event OnVolume is owed for c, or nil when the
+// hook is not set or c's state is not reported.
+func (p *Plugin) volumeEvents(c VolumeChange, now time.Time) []Event {
+	if p.cfg.Hooks.OnVolume == nil || c.State == VolumePending || c.State == VolumeSending {
+		return nil
+	}
+	return p.event(EventVolume, c.UserID, c, now)
+}
 
-// validate checks u and returns it normalised.
-func (u NewUser) validate() (NewUser, error) {
-	bad := func(field, why string) (NewUser, error) {
-		return NewUser{}, fmt.Errorf("%w: NewUser.%s %s", ErrInvalidInput, field, why)
+func (p *Plugin) event(kind EventKind, userID string, v any, now time.Time) []Event {
+	payload, err := json.Marshal(v)
+	if err != nil { // our own types: a bug
+		panic(fmt.Sprintf("mlmsoft: encode %s event: %v", kind, err))
 	}
-	if err := checkUserID(u.UserID); err != nil {
-		return NewUser{}, err
-	}
-	email, err := normalizeEmail(u.Email)
+	// Version 7 ids sort in the order they were made (within a process),
+	// so owed events made at one instant are claimed in that order.
+	id, err := uuid.NewV7()
 	if err != nil {
-		return NewUser{}, fmt.Errorf("%w: NewUser.Email %v", ErrInvalidInput, err)
+		id = uuid.New()
 	}
-	u.Email = email
-	if u.SponsorUserID != "" && u.SponsorAccountID != 0 {
-		return bad("SponsorUserID", "and SponsorAccountID are both set; give one")
-	}
-	if u.SponsorAccountID < 0 {
-		return bad("SponsorAccountID", "must not be negative")
-	}
-	if u.SponsorUserID == u.UserID {
-		return bad("SponsorUserID", "is the user itself")
-	}
-	if len(u.Password) > 1024 {
-		return bad("Password", "is longer than 1024 bytes")
-	}
-	for name, v := range map[string]string{"FirstName": u.FirstName, "LastName": u.LastName, "Phone": u.Phone, "CountryID": u.CountryID} {
-		if !utf8.ValidString(v) || len(v) > 255 {
-			return bad(name, "is not valid UTF-8 of at most 255 bytes")
-		}
-	}
-	return u, nil
+	return []Event{{ID: id.String(), Kind: kind, UserID: userID, Payload: payload, NextAttemptAt: now, CreatedAt: now}}
 }
 
-func checkUserID(id string) error {
-	if strings.TrimSpace(id) == "" {
-		return fmt.Errorf("%w: user id is empty", ErrInvalidInput)
-	}
-	if len(id) > maxUserIDLen || !utf8.ValidString(id) {
-		return fmt.Errorf("%w: user id is not valid UTF-8 of at most %d bytes", ErrInvalidInput, maxUserIDLen)
-	}
-	return nil
-}
-
-// normalizeEmail accepts a bare address (no display name) and lower-cases
-// it.
-func normalizeEmail(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "", errors.New("is empty")
-	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") {
-		return "", fmt.Errorf("%q is not a valid email address", s)
-	}
-	if len(s) > 254 {
-		return "", errors.New("is longer than 254 bytes")
-	}
-	return strings.ToLower(s), nil
-}
-
-// OnUserRegistered records a new host user for the create-and-link flow and
-// returns without waiting for MLM Soft: the link is stored as pending and the
-// background worker creates the MLM Soft user (after the sponsor's own link,
-// if that is still pending). Errors wrap ErrInvalidInput (bad or missing
-// field, unknown sponsor, no sponsor and no default), ErrDuplicate (the user,
-// or another user with that email, was registered before) or the store's
-// error.
-func (p *Plugin) OnUserRegistered(ctx context.Context, u NewUser) error {
-	u, err := u.validate()
+// claimEvents leases due hook events and returns a job per event.
+func (p *Plugin) claimEvents(ctx context.Context, n int) ([]func(context.Context), error) {
+	owner := p.owner()
+	evs, err := p.store.ClaimEvents(ctx, EventClaim{Owner: owner, Now: p.clock.Now(), Lease: p.cfg.Lease, Limit: n})
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("claim hook events: %w", err)
 	}
-	if u.SponsorUserID != "" {
-		if _, err := p.store.GetLink(ctx, u.SponsorUserID); errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("%w: NewUser.SponsorUserID %q is unknown (register the sponsor first)", ErrInvalidInput, u.SponsorUserID)
-		} else if err != nil {
-			return fmt.Errorf("mlmsoft: register %q: read sponsor: %w", u.UserID, err)
-		}
-	} else if u.SponsorAccountID == 0 && p.cfg.DefaultSponsorAccountID == 0 {
-		return fmt.Errorf("%w: NewUser has no sponsor and Config.DefaultSponsorAccountID is 0", ErrInvalidInput)
+	jobs := make([]func(context.Context), len(evs))
+	for i, ev := range evs {
+		jobs[i] = func(ctx context.Context) { p.runEvent(ctx, owner, ev) }
 	}
-	var sealed []byte
-	if u.Password != "" {
-		if len(p.cfg.PasswordKey) == 0 {
-			return fmt.Errorf("%w: PasswordKey is required to keep sign-up passwords", ErrInvalidConfig)
-		}
-		if sealed, err = sealPassword(p.cfg.PasswordKey, u.UserID, u.Password); err != nil {
-			return fmt.Errorf("mlmsoft: register %q: seal password: %w", u.UserID, err)
-		}
-	}
-	now := p.clock.Now()
-	_, err = p.store.CreateLink(ctx, Link{
-		UserID: u.UserID, Email: u.Email,
-		FirstName: u.FirstName, LastName: u.LastName, Phone: u.Phone, CountryID: u.CountryID,
-		SponsorUserID: u.SponsorUserID, SponsorAccountID: u.SponsorAccountID,
-		State: LinkPending, SealedPassword: sealed,
-		NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
-	})
-	if err != nil {
-		return fmt.Errorf("mlmsoft: register %q: %w", u.UserID, err)
-	}
-	p.log.Info("user registered", "user", u.UserID)
-	p.wakeLinks()
-	return nil
+	return jobs, nil
 }
 
-// Link returns the host user's link, or an error wrapping ErrNotFound.
-func (p *Plugin) Link(ctx context.Context, userID string) (Link, error) {
-	l, err := p.store.GetLink(ctx, userID)
-	if err != nil {
-		return Link{}, fmt.Errorf("mlmsoft: link of %q: %w", userID, err)
+// errNoHook says an owed event's hook is no longer set.
+var errNoHook = errors.New("no hook is set for this event")
+
+// runEvent calls the hook an event is owed, then deletes the event, or
+// schedules it again when the hook failed.
+func (p *Plugin) runEvent(ctx context.Context, owner string, ev Event) {
+	err := p.callHook(ctx, ev)
+	rec := context.WithoutCancel(ctx)
+	u := EventUpdate{ID: ev.ID, Owner: owner, Done: err == nil || errors.Is(err, errNoHook)}
+	switch {
+	case err == nil:
+	case errors.Is(err, errNoHook):
+		p.log.Warn("dropping an owed hook event: its hook is no longer set", "event", ev.ID, "kind", string(ev.Kind), "user", ev.UserID)
+	default:
+		p.totals.hookFailures.Add(1)
+		u.Attempts = ev.Attempts + 1
+		u.NextAttemptAt = p.clock.Now().Add(p.hookRetry.Delay(u.Attempts))
+		u.LastError = err.Error()
+		p.log.Warn("host hook failed; it will be called again", "kind", string(ev.Kind), "event", ev.ID,
+			"user", ev.UserID, "attempts", u.Attempts, "next", u.NextAttemptAt, "err", err)
 	}
-	l.SealedPassword = nil
-	return l, nil
+	if err := p.store.UpdateEvent(rec, u); err != nil && !errors.Is(err, ErrLeaseLost) {
+		p.log.Error("recording a hook call failed; it will be called again", "event", ev.ID, "err", err)
+	}
 }
 
-// runHook calls a host hook, recovering a panic.
-func (p *Plugin) runHook(name string, fn func()) {
+// callHook decodes ev and calls its hook with a bounded context, turning a
+// panic into an error.
+func (p *Plugin) callHook(ctx context.Context, ev Event) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Hooks.Timeout)
+	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
-			p.log.Error("host hook panicked", "hook", name, "panic", fmt.Sprint(r))
+			err = fmt.Errorf("hook panicked: %v", r)
 		}
 	}()
-	fn()
+	h := p.cfg.Hooks
+	switch ev.Kind {
+	case EventLinked, EventLinkFailed:
+		fn := h.OnLinked
+		if ev.Kind == EventLinkFailed {
+			fn = h.OnLinkFailed
+		}
+		if fn == nil {
+			return errNoHook
+		}
+		var l LinkInfo
+		if err := json.Unmarshal(ev.Payload, &l); err != nil {
+			return fmt.Errorf("decode the stored event: %w", err)
+		}
+		return fn(ctx, LinkEvent{ID: ev.ID, At: ev.CreatedAt, Link: l})
+	case EventVolume:
+		if h.OnVolume == nil {
+			return errNoHook
+		}
+		var c VolumeChange
+		if err := json.Unmarshal(ev.Payload, &c); err != nil {
+			return fmt.Errorf("decode the stored event: %w", err)
+		}
+		return h.OnVolume(ctx, VolumeEvent{ID: ev.ID, At: ev.CreatedAt, Kind: c.State, Change: c})
+	}
+	return errNoHook
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,11 +37,11 @@ func lConfig(fake *mlmsofttest.Server, root mlmsofttest.Account, logs *hLogBuffe
 }
 
 // lWaitAll waits until every user's link is final and returns them.
-func lWaitAll(t *testing.T, p *mlmsoft.Plugin, users []string, within time.Duration) map[string]mlmsoft.Link {
+func lWaitAll(t *testing.T, p *mlmsoft.Plugin, users []string, within time.Duration) map[string]mlmsoft.LinkInfo {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		out := map[string]mlmsoft.Link{}
+		out := map[string]mlmsoft.LinkInfo{}
 		for _, u := range users {
 			l, err := p.Link(context.Background(), u)
 			if err != nil {
@@ -92,7 +91,7 @@ func lChains(t *testing.T, p *mlmsoft.Plugin, chains, depth int) (users []string
 
 // lCheckLinks asserts every link holds the ids the fake assigned, every
 // sponsor sent was the sponsor's account id, and each user was created once.
-func lCheckLinks(t *testing.T, fake *mlmsofttest.Server, root mlmsofttest.Account, links map[string]mlmsoft.Link, sponsorOf map[string]string) {
+func lCheckLinks(t *testing.T, fake *mlmsofttest.Server, root mlmsofttest.Account, links map[string]mlmsoft.LinkInfo, sponsorOf map[string]string) {
 	t.Helper()
 	for u, l := range links {
 		if l.State != mlmsoft.LinkLinked {
@@ -138,8 +137,20 @@ func TestLinkSponsorChainsWithTransientErrors(t *testing.T) {
 	cfg := lConfig(fake, root, logs)
 	cfg.RequestTimeout = 300 * time.Millisecond // hung requests give up quickly
 	cfg.Lease = 2 * time.Second
-	var linked atomic.Int32
-	cfg.Hooks.OnLinked = func(ctx context.Context, l mlmsoft.Link) { linked.Add(1) }
+	// OnLinked is owed once per user and delivered at least once: count
+	// the users it reported and the calls.
+	var hookMu sync.Mutex
+	hooked, calls := map[string]string{}, 0
+	cfg.Hooks.OnLinked = func(ctx context.Context, e mlmsoft.LinkEvent) error {
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		calls++
+		if id, seen := hooked[e.Link.UserID]; seen && id != e.ID {
+			t.Errorf("two OnLinked events for %s: %s and %s", e.Link.UserID, id, e.ID)
+		}
+		hooked[e.Link.UserID] = e.ID
+		return nil
+	}
 	p, err := mlmsoft.New(memstore.New(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -151,9 +162,29 @@ func TestLinkSponsorChainsWithTransientErrors(t *testing.T) {
 	defer p.Shutdown(context.Background())
 	links := lWaitAll(t, p, users, 90*time.Second)
 	lCheckLinks(t, fake, root, links, sponsorOf)
-	if int(linked.Load()) != len(users) {
-		t.Errorf("OnLinked called %d times for %d users", linked.Load(), len(users))
+	// The hooks run after the links are stored, on the plugin's own
+	// goroutines: wait for them (the flake of old was a count taken
+	// before the last hook had run).
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st, err := p.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hookMu.Lock()
+		n := len(hooked)
+		hookMu.Unlock()
+		if n == len(users) && st.Hooks.Owed == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("OnLinked reported %d of %d users; %d events still owed", n, len(users), st.Hooks.Owed)
+		}
 	}
+	hookMu.Lock()
+	if calls != len(users) {
+		t.Errorf("OnLinked called %d times for %d users (no hook failed, so once each)", calls, len(users))
+	}
+	hookMu.Unlock()
 	st, err := p.Stats(context.Background())
 	if err != nil || st.Links[mlmsoft.LinkLinked] != len(users) {
 		t.Errorf("Stats = %+v, %v", st, err)
@@ -205,7 +236,8 @@ func TestLinkResumesAfterRestartWithoutDuplicates(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = p1.Shutdown(cancelled)
-	counts, _ := store.CountLinks(context.Background())
+	c, _ := store.Counts(context.Background())
+	counts := c.Links
 	t.Logf("stopped mid-flow: %v", counts)
 	if counts[mlmsoft.LinkLinked] == len(users) {
 		t.Fatal("everything finished before the stop; the test proves nothing")
@@ -251,8 +283,8 @@ func TestLinkBackoffAndDeadlineOnInjectedClock(t *testing.T) {
 	cfg.IdleRecheck = time.Millisecond // any step of the clock wakes the loop
 	cfg.Lease = time.Hour
 	cfg.Linking = mlmsoft.LinkingConfig{PollInitial: time.Second, PollMax: 8 * time.Second, Deadline: time.Minute}
-	failed := make(chan mlmsoft.Link, 1)
-	cfg.Hooks.OnLinkFailed = func(ctx context.Context, l mlmsoft.Link) { failed <- l }
+	failed := make(chan mlmsoft.LinkEvent, 1)
+	cfg.Hooks.OnLinkFailed = func(ctx context.Context, e mlmsoft.LinkEvent) error { failed <- e; return nil }
 	store := memstore.New()
 	p, err := mlmsoft.New(store, cfg)
 	if err != nil {
@@ -274,7 +306,7 @@ func TestLinkBackoffAndDeadlineOnInjectedClock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if l.Version > v && l.LeaseOwner == "" {
+			if l.Version > v && l.Lease.Owner == "" {
 				return l
 			}
 		}
@@ -304,7 +336,7 @@ func TestLinkBackoffAndDeadlineOnInjectedClock(t *testing.T) {
 		l = next(l.Version)
 		polls++
 	}
-	if l.State != mlmsoft.LinkFailed || !strings.Contains(l.LastError, "not linked within 1m0s") {
+	if l.State != mlmsoft.LinkFailed || !strings.Contains(l.LastError, "not linked within 1m0s") || !strings.Contains(l.LastError, "no such account") {
 		t.Fatalf("after the deadline: %s %q", l.State, l.LastError)
 	}
 	if got := clk.Now().Sub(accepted); got != time.Minute {
@@ -313,14 +345,22 @@ func TestLinkBackoffAndDeadlineOnInjectedClock(t *testing.T) {
 	if calls := fake.Calls("document/get"); calls != polls-1 {
 		t.Errorf("document/get called %d times for %d polls", calls, polls-1)
 	}
+	// At the deadline the plugin asks whether the account exists before it
+	// gives up: it never fails a link whose account MLM Soft has.
+	if calls := fake.Calls("user/exists"); calls != 1 {
+		t.Errorf("user/exists called %d times, want once, at the deadline", calls)
+	}
 	// Exponential: 1+2+4+8+8+... within a minute is about 10 polls, not 60.
 	if polls < 7 || polls > 16 {
 		t.Errorf("%d polls in a minute; backoff is not capped exponential", polls)
 	}
 	select {
 	case fl := <-failed:
-		if fl.UserID != "slow" || fl.SealedPassword != nil {
+		if fl.Link.UserID != "slow" || fl.Link.State != mlmsoft.LinkFailed || fl.ID == "" {
 			t.Errorf("OnLinkFailed got %+v", fl)
+		}
+		if stored, _ := store.GetLink(context.Background(), "slow"); stored.SealedPassword != nil {
+			t.Error("the sealed password outlived the failure")
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("OnLinkFailed not called")
@@ -337,10 +377,11 @@ func TestLinkSynchronousTenantAndRefusals(t *testing.T) {
 	cfg := lConfig(fake, root, &hLogBuffer{})
 	var mu sync.Mutex
 	failures := map[string]string{}
-	cfg.Hooks.OnLinkFailed = func(ctx context.Context, l mlmsoft.Link) {
+	cfg.Hooks.OnLinkFailed = func(ctx context.Context, e mlmsoft.LinkEvent) error {
 		mu.Lock()
-		failures[l.UserID] = l.LastError
+		failures[e.Link.UserID] = e.Link.LastError
 		mu.Unlock()
+		return nil
 	}
 	p, err := mlmsoft.New(memstore.New(), cfg)
 	if err != nil {
@@ -365,7 +406,8 @@ func TestLinkSynchronousTenantAndRefusals(t *testing.T) {
 	if l := links["ok"]; l.State != mlmsoft.LinkLinked || l.LinkedVia != mlmsoft.LinkedViaCreate {
 		t.Errorf("ok: %+v", l)
 	}
-	if l := links["dup"]; l.State != mlmsoft.LinkFailed || !strings.Contains(l.LastError, "already exists") {
+	// An account this app did not create is not taken over by e-mail.
+	if l := links["dup"]; l.State != mlmsoft.LinkFailed || !strings.Contains(l.LastError, "already exists") || !strings.Contains(l.LastError, "check-auth") {
 		t.Errorf("dup: %s %q", l.State, l.LastError)
 	}
 	if l := links["orphan"]; l.State != mlmsoft.LinkFailed {
@@ -373,6 +415,14 @@ func TestLinkSynchronousTenantAndRefusals(t *testing.T) {
 	}
 	if l := links["child"]; l.State != mlmsoft.LinkFailed || !strings.Contains(l.LastError, `sponsor "orphan" could not be linked`) {
 		t.Errorf("child: %s %q", l.State, l.LastError)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(failures)
+		mu.Unlock()
+		if n == 3 || time.Now().After(end) {
+			break
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -439,9 +489,9 @@ func TestOnUserRegisteredValidatesAndNeverWaitsForMLMSoft(t *testing.T) {
 	if err := p3.OnUserRegistered(ctx, mlmsoft.NewUser{UserID: "a", Email: "a@example.com", Password: "x"}); !errors.Is(err, mlmsoft.ErrInvalidConfig) {
 		t.Errorf("password without key: %v", err)
 	}
-	// The pending link is stored, its password sealed, and Link hides it.
+	// The pending link is stored; Link shows the host's view of it.
 	l, err := p.Link(ctx, "s")
-	if err != nil || l.State != mlmsoft.LinkPending || l.Email != "s@example.com" || l.SealedPassword != nil {
+	if err != nil || l.State != mlmsoft.LinkPending || l.Email != "s@example.com" {
 		t.Errorf("Link = %+v, %v", l, err)
 	}
 	if _, err := p.Link(ctx, "nobody"); !errors.Is(err, mlmsoft.ErrNotFound) {

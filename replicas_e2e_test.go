@@ -66,7 +66,7 @@ func (b rBackend) open(t *testing.T, replicas int) []*sqlstore.Store {
 	}
 	if b.env != "" {
 		t.Cleanup(func() {
-			for _, table := range []string{"volume_changes", "volume_users", "links", "schema_migrations"} {
+			for _, table := range []string{"events", "counts", "volume_changes", "volume_users", "links", "schema_migrations"} {
 				_, _ = stores[0].DB().Exec("DROP TABLE IF EXISTS " + prefix + table)
 			}
 		})

@@ -3,10 +3,11 @@ package mlmsoft
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -30,18 +31,19 @@ const (
 	ParkPolicyContinue ParkPolicy = "continue"
 )
 
-// AmbiguousPolicy says what to do when a change was sent and no answer came
-// back, so it may or may not have been applied.
+// AmbiguousPolicy says what to do when a change was sent and no usable
+// answer came back, so it may or may not have been applied.
 type AmbiguousPolicy string
 
 // The ambiguous-outcome policies.
 const (
 	// AmbiguousHold marks the change uncertain and holds the user's queue
 	// until an operator resolves it as applied or resend. The default: a
-	// blind resend may pay a commission twice.
+	// blind resend of an additive volume may pay a commission twice.
+	// Changes of VolumeConfig.SetAliases are resent anyway (see there).
 	AmbiguousHold AmbiguousPolicy = "hold"
-	// AmbiguousResend sends it again after the retry backoff. Only for
-	// tenants known to deduplicate on orderId.
+	// AmbiguousResend sends every such change again after the retry
+	// backoff. Only for tenants known to deduplicate on orderId.
 	AmbiguousResend AmbiguousPolicy = "resend"
 )
 
@@ -50,6 +52,11 @@ const (
 	DocumentPollInitialDefault = time.Second
 	DocumentPollMaxDefault     = time.Minute
 )
+
+// chainMax bounds how many consecutive changes of one user a worker sends
+// under one lease before it lets the user go back to the claim queue, so
+// that one busy user does not keep a slot forever.
+const chainMax = 64
 
 // VolumeConfig tunes volume delivery. Zero fields take defaults.
 type VolumeConfig struct {
@@ -64,6 +71,14 @@ type VolumeConfig struct {
 	ParkPolicy ParkPolicy
 	// AmbiguousPolicy applies to lost answers. Zero: AmbiguousHold.
 	AmbiguousPolicy AmbiguousPolicy
+	// SetAliases lists the properties whose changes set a value rather
+	// than add to it (a Status, a rank): sending one twice leaves MLM Soft
+	// as sending it once. After an ambiguous outcome such a change is sent
+	// again automatically — once a request timeout has passed, so that the
+	// lost request has finished — instead of waiting for an operator;
+	// nothing later of the user was sent meanwhile, so order holds.
+	// Additive properties (PV) must not be listed. Matched exactly.
+	SetAliases []string
 	// WaitForDocuments makes a change that MLM Soft queues as a document
 	// hold its user's queue until the document is processed (strictest
 	// ordering). Off by default: the queued answer counts as delivered.
@@ -73,12 +88,18 @@ type VolumeConfig struct {
 	// DocumentPollMaxDefault.
 	DocumentPollInitial, DocumentPollMax time.Duration
 	// LinkRecheck is how often the changes of a user whose link is not
-	// finished look again (a link finishing in this process wakes them at
-	// once). Zero: LinkRecheckDefault.
+	// complete look again (a link completing in this process, or in the
+	// store's notification, wakes them at once). Zero: LinkRecheckDefault.
 	LinkRecheck time.Duration
 }
 
 func (v *VolumeConfig) setDefaults() error {
+	if v.Concurrency < 0 {
+		return fmt.Errorf("%w: Volumes.Concurrency must not be negative", ErrInvalidConfig)
+	}
+	if v.RetryInitial < 0 || v.RetryMax < 0 || v.DocumentPollInitial < 0 || v.DocumentPollMax < 0 || v.LinkRecheck < 0 {
+		return fmt.Errorf("%w: Volumes durations must not be negative", ErrInvalidConfig)
+	}
 	v.Concurrency = cmp.Or(v.Concurrency, VolumeConcurrencyDefault)
 	v.RetryInitial = cmp.Or(v.RetryInitial, RetryInitialDefault)
 	v.RetryMax = cmp.Or(v.RetryMax, RetryMaxDefault)
@@ -87,9 +108,13 @@ func (v *VolumeConfig) setDefaults() error {
 	v.DocumentPollInitial = cmp.Or(v.DocumentPollInitial, DocumentPollInitialDefault)
 	v.DocumentPollMax = cmp.Or(v.DocumentPollMax, DocumentPollMaxDefault)
 	v.LinkRecheck = cmp.Or(v.LinkRecheck, LinkRecheckDefault)
+	v.SetAliases = slices.Clone(v.SetAliases)
+	for i, a := range v.SetAliases {
+		if strings.TrimSpace(a) == "" || strings.TrimSpace(a) != a {
+			return fmt.Errorf("%w: Volumes.SetAliases[%d] %q is empty or has surrounding spaces", ErrInvalidConfig, i, a)
+		}
+	}
 	switch {
-	case v.Concurrency < 0:
-		return fmt.Errorf("%w: Volumes.Concurrency must not be negative", ErrInvalidConfig)
 	case v.RetryMax < v.RetryInitial:
 		return fmt.Errorf("%w: Volumes.RetryMax must not be less than Volumes.RetryInitial", ErrInvalidConfig)
 	case v.DocumentPollMax < v.DocumentPollInitial:
@@ -112,7 +137,8 @@ type Change struct {
 	// OrderID is the host's order (or event) id. Required.
 	OrderID string
 	// IdempotencyKey makes a repeated call add nothing: a change whose key
-	// is stored already is not stored again. Zero: a new UUID.
+	// is stored already is not stored again (for at least
+	// Config.Retention after it was delivered). Zero: a new UUID.
 	IdempotencyKey string
 }
 
@@ -138,16 +164,69 @@ func checkField(name, v string, required bool) error {
 // empty alias or order id, a repeated idempotency key, an unknown user),
 // ErrIdempotencyConflict, or the store's error; nothing is stored on error.
 func (p *Plugin) ApplyVolumes(ctx context.Context, userID string, changes ...Change) (*Batch, error) {
+	return p.apply(ctx, userID, changes, p.knownUser, p.store.EnqueueVolumes, func([]VolumeChange) { p.wakeVolumes() })
+}
+
+// knownUsersMax bounds the set of users ApplyVolumes has seen a link of.
+const knownUsersMax = 100_000
+
+// knownUser is GetLink for ApplyVolumes's check that the user is known,
+// remembering users seen: links are never removed, so a user found once
+// needs no read again (a read per batch was a tenth of a delivery's CPU).
+func (p *Plugin) knownUser(ctx context.Context, userID string) (Link, error) {
+	if _, ok := p.known.Load(userID); ok {
+		return Link{UserID: userID}, nil
+	}
+	l, err := p.store.GetLink(ctx, userID)
+	if err == nil {
+		if p.knownCount.Add(1) > knownUsersMax {
+			p.known.Clear()
+			p.knownCount.Store(1)
+		}
+		p.known.Store(userID, struct{}{})
+	}
+	return l, err
+}
+
+// ApplyVolumesTx is ApplyVolumes inside the host's own database transaction,
+// which must be on the store's database: the changes are written in tx, so
+// that they commit or roll back with the host's order. Nothing is sent
+// before tx commits; after a rollback nothing is left. The dispatcher takes
+// them up as soon as the commit is seen (at once with a store that
+// notifies, such as sqlstore on PostgreSQL; otherwise within milliseconds
+// in this process, or within Config.IdleRecheck in others). Wait on the
+// returned batch only after committing. The store must implement TxStore
+// (sqlstore does), else the error wraps ErrInvalidConfig. On error tx stays
+// usable.
+func (p *Plugin) ApplyVolumesTx(ctx context.Context, tx *sql.Tx, userID string, changes ...Change) (*Batch, error) {
+	if p.txs == nil {
+		return nil, fmt.Errorf("%w: the store (%T) cannot write in a host transaction (it does not implement mlmsoft.TxStore)", ErrInvalidConfig, p.store)
+	}
+	if tx == nil {
+		return nil, fmt.Errorf("%w: tx is nil", ErrInvalidInput)
+	}
+	get := func(ctx context.Context, id string) (Link, error) { return p.txs.GetLinkTx(ctx, tx, id) }
+	enqueue := func(ctx context.Context, cs []VolumeChange) ([]VolumeChange, error) {
+		return p.txs.EnqueueVolumesTx(ctx, tx, cs)
+	}
+	return p.apply(ctx, userID, changes, get, enqueue, func(added []VolumeChange) {
+		id := added[0].ID
+		p.afterCommit(func(ctx context.Context) bool {
+			_, err := p.store.GetVolumes(ctx, []int64{id})
+			return err == nil
+		})
+	})
+}
+
+func (p *Plugin) apply(ctx context.Context, userID string, changes []Change,
+	getLink func(context.Context, string) (Link, error),
+	enqueue func(context.Context, []VolumeChange) ([]VolumeChange, error),
+	wake func(added []VolumeChange)) (*Batch, error) {
 	if err := checkUserID(userID); err != nil {
 		return nil, err
 	}
 	if len(changes) == 0 {
 		return nil, fmt.Errorf("%w: no changes", ErrInvalidInput)
-	}
-	if _, err := p.store.GetLink(ctx, userID); errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: user %q is unknown (register or link it first)", ErrInvalidInput, userID)
-	} else if err != nil {
-		return nil, fmt.Errorf("mlmsoft: apply volumes for %q: %w", userID, err)
 	}
 	now := p.clock.Now()
 	batchID := uuid.NewString()
@@ -175,19 +254,29 @@ func (p *Plugin) ApplyVolumes(ctx context.Context, userID string, changes ...Cha
 			State: VolumePending, NextAttemptAt: now, CreatedAt: now, UpdatedAt: now,
 		}
 	}
-	stored, err := p.store.EnqueueVolumes(ctx, records)
+	if _, err := getLink(ctx, userID); errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: user %q is unknown (register or link it first)", ErrInvalidInput, userID)
+	} else if err != nil {
+		return nil, fmt.Errorf("mlmsoft: apply volumes for %q: %w", userID, err)
+	}
+	stored, err := enqueue(ctx, records)
 	if err != nil {
 		return nil, fmt.Errorf("mlmsoft: apply volumes for %q: %w", userID, err)
 	}
-	p.log.Info("volume changes enqueued", "user", userID, "batch", batchID, "count", len(stored))
-	p.wakeVolumes()
-	b := &Batch{p: p, Changes: stored}
-	return b, nil
+	var added []VolumeChange
+	for _, c := range stored {
+		if c.BatchID == batchID {
+			added = append(added, c)
+		}
+	}
+	if len(added) == 0 {
+		p.log.Info("volume changes enqueued before (idempotency keys seen); nothing added", "user", userID, "count", len(stored))
+	} else {
+		p.log.Info("volume changes enqueued", "user", userID, "batch", batchID, "count", len(added), "repeated", len(stored)-len(added))
+		wake(added)
+	}
+	return &Batch{p: p, Changes: stored}, nil
 }
-
-// ErrNotDelivered is wrapped by the *BatchError that Batch.Wait returns when
-// a change of the batch ended parked, uncertain, rejected or skipped.
-var ErrNotDelivered = errors.New("mlmsoft: volume change not delivered")
 
 // Batch is the handle ApplyVolumes returns.
 type Batch struct {
@@ -278,62 +367,31 @@ func (p *Plugin) notifyChanged() {
 	p.changedMu.Unlock()
 }
 
-// busyUsers are the users whose heads this process is delivering.
-type busyUsers struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-func (b *busyUsers) list() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.m))
-	for u := range b.m {
-		out = append(out, u)
-	}
-	return out
-}
-
-func (b *busyUsers) set(u string, on bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.m == nil {
-		b.m = map[string]bool{}
-	}
-	if on {
-		b.m[u] = true
-	} else {
-		delete(b.m, u)
-	}
-}
-
-// claimVolumes leases due users and returns a job delivering each one's head.
+// claimVolumes leases due users and returns a job delivering each one's
+// queue.
 func (p *Plugin) claimVolumes(ctx context.Context, n int) ([]func(context.Context), error) {
-	heads, err := p.store.ClaimVolumes(ctx, VolumeClaim{
-		Owner: p.cfg.WorkerID, Now: p.clock.Now(), Lease: p.cfg.Lease, Limit: n, Exclude: p.busy.list(),
-	})
+	owner := p.owner()
+	// While MLM Soft answers, the claim is the write-ahead too: it marks
+	// the heads it can send sending (the user linked, no document to
+	// poll). Probing a half-open breaker, heads are marked one by one
+	// after a permit.
+	send := BreakerState(p.brk.State()) == BreakerClosed && !p.health.isMisconfigured()
+	heads, err := p.store.ClaimVolumes(ctx, VolumeClaim{Owner: owner, Now: p.clock.Now(), Lease: p.cfg.Lease, Limit: n, Send: send})
 	if err != nil {
 		return nil, fmt.Errorf("claim volume changes: %w", err)
 	}
 	jobs := make([]func(context.Context), len(heads))
-	for i, c := range heads {
-		p.busy.set(c.UserID, true)
-		jobs[i] = func(ctx context.Context) {
-			defer p.busy.set(c.UserID, false)
-			if err := p.deliver(ctx, c); err != nil && !errors.Is(err, ErrLeaseLost) {
-				p.log.Error("volume delivery step failed", "user", c.UserID, "change", c.ID, "err", err)
-				_ = p.store.ReleaseVolumeUser(context.WithoutCancel(ctx), p.cfg.WorkerID, c.UserID)
-			}
-		}
+	for i, h := range heads {
+		jobs[i] = func(ctx context.Context) { p.deliverRun(ctx, owner, h) }
 	}
 	return jobs, nil
 }
 
-// update returns a VolumeUpdate that rewrites c as it is, by this worker,
-// releasing the user's lease; callers change what moves.
-func (p *Plugin) update(c VolumeChange) VolumeUpdate {
+// update returns a VolumeUpdate that rewrites c as it is, by owner, from
+// its current state, at now; callers change what moves.
+func (p *Plugin) update(owner string, c VolumeChange) VolumeUpdate {
 	return VolumeUpdate{
-		ID: c.ID, Owner: p.cfg.WorkerID, From: []VolumeState{c.State}, Release: true,
+		ID: c.ID, Owner: owner, From: []VolumeState{c.State},
 		State: c.State, Attempts: c.Attempts, NextAttemptAt: c.NextAttemptAt, LastError: c.LastError,
 		DocumentID: c.DocumentID, AccountID: c.AccountID, SentAt: c.SentAt, DeliveredAt: c.DeliveredAt,
 		ResolvedBy: c.ResolvedBy, ResolvedNote: c.ResolvedNote, ResolvedAt: c.ResolvedAt,
@@ -341,119 +399,217 @@ func (p *Plugin) update(c VolumeChange) VolumeUpdate {
 	}
 }
 
-// store writes u, logs the move, and tells waiters and hooks.
-func (p *Plugin) storeVolume(ctx context.Context, u VolumeUpdate) (VolumeChange, error) {
-	c, err := p.store.UpdateVolume(ctx, u)
+// applied returns c as u makes it.
+func applied(c VolumeChange, u VolumeUpdate) VolumeChange {
+	c.State, c.Attempts, c.NextAttemptAt, c.LastError = u.State, u.Attempts, u.NextAttemptAt, u.LastError
+	c.DocumentID, c.AccountID, c.SentAt, c.DeliveredAt = u.DocumentID, u.AccountID, u.SentAt, u.DeliveredAt
+	c.ResolvedBy, c.ResolvedNote, c.ResolvedAt, c.UpdatedAt = u.ResolvedBy, u.ResolvedNote, u.ResolvedAt, u.UpdatedAt
+	return c
+}
+
+// withEvents adds the OnVolume event owed for c moving by u.
+func (p *Plugin) withEvents(c VolumeChange, u VolumeUpdate) VolumeUpdate {
+	u.Events = p.volumeEvents(applied(c, u), u.UpdatedAt)
+	return u
+}
+
+// storeRetries bounds how often a worker writes an outcome again after the
+// store failed: the outcome is known only in memory until written.
+var storeRetries = []time.Duration{10 * time.Millisecond, 100 * time.Millisecond, time.Second}
+
+// writeVolume stores u (retrying a failing store a few times: a lost
+// outcome write costs an operator's decision later), logs the move, and
+// wakes waiters, the dispatcher and the hook runner as the new state needs.
+func (p *Plugin) writeVolume(ctx context.Context, u VolumeUpdate) (VolumeUpdated, error) {
+	r, err := p.store.UpdateVolume(ctx, u)
+	for _, pause := range storeRetries {
+		if err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) || ctx.Err() != nil {
+			break
+		}
+		p.log.Warn("storing a volume change failed; trying again", "change", u.ID, "err", err)
+		time.Sleep(pause)
+		r, err = p.store.UpdateVolume(ctx, u)
+	}
 	if err != nil {
-		return c, err
+		return r, err
 	}
 	p.notifyChanged()
+	c := r.Change
 	switch c.State {
 	case VolumePending, VolumeSending:
 		p.log.Debug("volume change "+string(c.State), "user", c.UserID, "change", c.ID, "attempts", c.Attempts, "next", c.NextAttemptAt, "reason", c.LastError)
-		if c.State == VolumePending && !c.NextAttemptAt.After(p.clock.Now()) {
+		if c.State == VolumePending && !c.NextAttemptAt.IsZero() && !c.NextAttemptAt.After(p.clock.Now()) {
 			p.wakeVolumes() // due now (an operator's retry or resend): no waiting for IdleRecheck
 		}
-		return c, nil
 	case VolumeDelivered:
+		p.totals.delivered.Add(1)
 		p.log.Info("volume change delivered", "user", c.UserID, "change", c.ID, "alias", c.Alias, "amount", c.Amount.String(), "order", c.OrderID)
 		p.wakeVolumes() // the user's next change is due now
 	default:
+		if c.State == VolumeUncertain {
+			p.totals.uncertain.Add(1)
+		}
 		p.log.Warn("volume change "+string(c.State), "user", c.UserID, "change", c.ID, "alias", c.Alias, "amount", c.Amount.String(), "order", c.OrderID, "reason", c.LastError)
 		p.wakeVolumes()
 	}
-	if h := p.cfg.Hooks.OnVolume; h != nil {
-		p.runHook("OnVolume", func() { h(ctx, VolumeEvent{Kind: c.State, Change: c}) })
+	if len(u.Events) > 0 {
+		p.wakeHooks()
 	}
-	return c, nil
+	return r, nil
 }
 
-// deliver takes a claimed head one step: send it, poll its document, or
-// settle an outcome a crash left unknown.
-func (p *Plugin) deliver(ctx context.Context, c VolumeChange) error {
+// deliverRun delivers a claimed user's queue from its head: it sends the
+// head, records the outcome and, when that lets the queue move on, marks
+// the user's next change sending in the same write and sends it, and so
+// on, under one lease, until the queue is empty or blocked, or chainMax
+// changes were sent. Per-user order and write-ahead hold at every step: a
+// change is marked sending (by the claim, or by a write of its own) before
+// its request leaves, and the next is marked only in the write that records
+// the previous one's outcome.
+func (p *Plugin) deliverRun(ctx context.Context, owner string, h ClaimedVolume) {
 	// Outcomes are recorded even when Shutdown cancels the request.
 	rec := context.WithoutCancel(ctx)
-	now := p.clock.Now()
-	u := p.update(c)
+	c := h.Change
+	if err := p.deliverRunErr(ctx, rec, owner, h); err != nil && !errors.Is(err, ErrLeaseLost) && rec.Err() == nil {
+		p.log.Error("volume delivery step failed; the user's queue is taken up again when its lease lapses", "user", c.UserID, "change", c.ID, "err", err)
+	}
+}
+
+func (p *Plugin) deliverRunErr(ctx, rec context.Context, owner string, h ClaimedVolume) error {
+	c, now := h.Change, p.clock.Now()
+	if h.Sending {
+		permit, err := p.allow()
+		if err != nil {
+			// The breaker opened since the claim: give the head back
+			// unsent, its attempt not spent.
+			u := p.update(owner, c)
+			u.State, u.Attempts, u.NextAttemptAt = VolumePending, c.Attempts-1, now.Add(p.cfg.IdleRecheck)
+			if u.Attempts == 0 {
+				u.SentAt, u.AccountID = time.Time{}, 0
+			}
+			_, err := p.writeVolume(rec, u)
+			return err
+		}
+		return p.sendRun(ctx, rec, owner, c, permit)
+	}
 	if c.State == VolumeSending {
-		_, err := p.storeVolume(rec, p.ambiguous(u, c, "the worker stopped while sending it; outcome unknown"))
+		// Claimed while sending: a worker stopped between sending it and
+		// recording the outcome.
+		u := p.ambiguous(p.update(owner, c), c, "the worker stopped while sending it; outcome unknown")
+		_, err := p.writeVolume(rec, p.withEvents(c, u))
 		return err
 	}
 	l, err := p.store.GetLink(ctx, c.UserID)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		u.State, u.LastError = VolumeParked, "the user has no link"
-		_, err = p.storeVolume(rec, u)
-		return err
-	case err != nil:
-		return fmt.Errorf("read link: %w", err)
-	case l.State == LinkFailed:
-		u.State, u.LastError = VolumeParked, "the user's link failed: "+l.LastError
-		_, err = p.storeVolume(rec, u)
-		return err
-	case l.State != LinkLinked:
-		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Volumes.LinkRecheck), "waiting for the user's link"
-		_, err = p.storeVolume(rec, u)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		u := p.update(owner, c)
+		u.NextAttemptAt, u.LastError = now.Add(p.cfg.IdleRecheck), "reading the user's link: "+err.Error()
+		_, werr := p.writeVolume(rec, u)
+		return errors.Join(fmt.Errorf("read link: %w", err), werr)
+	}
+	if l.State != LinkLinked {
+		u := p.update(owner, c)
+		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Volumes.LinkRecheck), waitingForLink(l, err)
+		_, err := p.writeVolume(rec, u)
 		return err
 	}
 	if c.DocumentID != 0 {
-		return p.pollVolumeDocument(ctx, c, u)
+		return p.pollVolumeDocument(ctx, owner, c)
 	}
-
-	done, err := p.brk.Allow()
+	if p.health.isMisconfigured() {
+		_, err := p.writeVolume(rec, p.update(owner, c)) // just let go: taken up once MLM Soft accepts the configuration
+		return err
+	}
+	permit, err := p.allow()
 	if err != nil {
-		// Nothing sent; no attempt spent.
-		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Breaker.OpenTimeout), fmt.Sprintf("%v: %v", ErrUpstreamUnavailable, err)
-		_, err = p.storeVolume(rec, u)
+		// Nothing sent, no attempt spent.
+		u := p.update(owner, c)
+		u.NextAttemptAt = now.Add(p.cfg.IdleRecheck)
+		_, err := p.writeVolume(rec, u)
 		return err
 	}
-	sending := u
-	sending.State, sending.Attempts, sending.SentAt, sending.AccountID, sending.Release = VolumeSending, c.Attempts+1, now, l.AccountID, false
-	if c, err = p.storeVolume(rec, sending); err != nil {
-		done(context.Canceled) // nothing sent: neither a success nor a failure
+	sending := p.update(owner, c)
+	sending.State, sending.Attempts, sending.SentAt, sending.AccountID = VolumeSending, c.Attempts+1, now, l.AccountID
+	sending.KeepLease, sending.LeaseUntil = true, now.Add(p.cfg.Lease)
+	r, err := p.writeVolume(rec, sending) // write-ahead
+	if err != nil {
+		permit(context.Canceled) // nothing sent: neither a success nor a failure
 		return err
 	}
-	var res api2.VolumeResult
-	err = p.callOnce(ctx, done, func(ctx context.Context) (err error) {
-		res, err = p.client.ChangeVolume(ctx, api2.VolumeChange{AccountID: l.AccountID, Amount: c.Amount.Number(), OrderID: c.OrderID, Alias: c.Alias})
-		return err
-	})
-	u = p.update(c)
-	now = p.clock.Now()
+	return p.sendRun(ctx, rec, owner, r.Change, permit)
+}
+
+// sendRun sends c, already marked sending under owner's lease, with the
+// breaker's permit, and goes on with the user's next changes as long as
+// each outcome lets the queue move on.
+func (p *Plugin) sendRun(ctx, rec context.Context, owner string, c VolumeChange, permit func(error)) error {
+	for sent := 1; ; sent++ {
+		res, err := p.client.ChangeVolume(ctx, api2.VolumeChange{AccountID: c.AccountID, Amount: c.Amount.Number(), OrderID: c.OrderID, Alias: c.Alias})
+		p.settle(ctx, permit, err)
+		permit = nil
+		u := p.outcome(owner, c, res, err)
+		if u.State.Final() && sent < chainMax && ctx.Err() == nil && !p.stopping() && !p.health.isMisconfigured() {
+			if next, err := p.allow(); err == nil {
+				permit = next
+				u.Send = &VolumeSend{At: u.UpdatedAt, AccountID: c.AccountID}
+				u.LeaseUntil = u.UpdatedAt.Add(p.cfg.Lease)
+			}
+		}
+		r, err := p.writeVolume(rec, u)
+		if err != nil || r.Next.ID == 0 {
+			if permit != nil {
+				permit(context.Canceled) // not used
+			}
+			return err
+		}
+		c = r.Next
+	}
+}
+
+// waitingForLink says why a change waits for its user's link.
+func waitingForLink(l Link, err error) string {
+	switch {
+	case err != nil:
+		return "waiting: the user has no link (register or link it)"
+	case l.State == LinkFailed:
+		return "waiting: the user's link failed (" + l.LastError + "); it goes once the link is retried or completed"
+	}
+	return "waiting for the user's link"
+}
+
+// outcome turns the answer to the request sending c into c's next state.
+func (p *Plugin) outcome(owner string, c VolumeChange, res api2.VolumeResult, err error) VolumeUpdate {
+	u := p.update(owner, c)
+	now := u.UpdatedAt
 	switch kind := api2.KindOf(err); {
 	case err == nil && res.Queued && p.cfg.Volumes.WaitForDocuments:
 		u.State, u.DocumentID, u.LastError = VolumePending, res.DocumentID, ""
 		u.NextAttemptAt = now.Add(p.cfg.Volumes.DocumentPollInitial)
 	case err == nil:
-		u.State, u.DocumentID, u.DeliveredAt, u.LastError = VolumeDelivered, res.DocumentID, now, ""
+		u.State, u.DocumentID, u.DeliveredAt, u.LastError, u.NextAttemptAt = VolumeDelivered, res.DocumentID, now, "", time.Time{}
 	case kind == api2.Business:
-		u.State, u.LastError = p.refusedState(), err.Error()
+		u = p.refused(u, err.Error())
 	case kind == api2.Ambiguous:
 		u = p.ambiguous(u, c, err.Error())
+	case kind == api2.Misconfigured:
+		// Refused before it was looked at: not an attempt. Sent again
+		// once MLM Soft accepts the configuration.
+		u.State, u.Attempts, u.LastError, u.NextAttemptAt = VolumePending, c.Attempts-1, "paused: "+err.Error(), now
 	default:
+		p.totals.retries.Add(1)
 		u.State, u.LastError = VolumePending, err.Error()
 		u.NextAttemptAt = now.Add(p.retryDelay(c.Attempts, err))
 	}
-	_, err = p.storeVolume(rec, u)
-	return err
+	return p.withEvents(c, u)
 }
 
-// callOnce runs fn with an already granted breaker permission.
-func (p *Plugin) callOnce(ctx context.Context, done func(error), fn func(context.Context) error) error {
-	err := fn(ctx)
-	if ctx.Err() != nil && err != nil && api2.KindOf(err) != api2.Business {
-		done(errors.Join(err, context.Canceled)) // ours, not MLM Soft's
-	} else {
-		done(err)
-	}
-	return err
-}
-
-func (p *Plugin) refusedState() VolumeState {
+// refused applies the ParkPolicy to u.
+func (p *Plugin) refused(u VolumeUpdate, why string) VolumeUpdate {
+	u.LastError, u.NextAttemptAt = why, time.Time{}
+	u.State = VolumeParked
 	if p.cfg.Volumes.ParkPolicy == ParkPolicyContinue {
-		return VolumeRejected
+		u.State = VolumeRejected
 	}
-	return VolumeParked
+	return u
 }
 
 func (p *Plugin) retryDelay(attempts int, err error) time.Duration {
@@ -465,39 +621,51 @@ func (p *Plugin) retryDelay(attempts int, err error) time.Duration {
 	return d
 }
 
-// ambiguous applies the AmbiguousPolicy to u.
+// ambiguous decides u for a change whose outcome is unknown: resent
+// automatically when it sets a value (SetAliases) or under
+// AmbiguousResend, uncertain otherwise.
 func (p *Plugin) ambiguous(u VolumeUpdate, c VolumeChange, why string) VolumeUpdate {
-	if p.cfg.Volumes.AmbiguousPolicy == AmbiguousResend {
+	now := u.UpdatedAt
+	switch {
+	case slices.Contains(p.cfg.Volumes.SetAliases, c.Alias):
+		// A set-type property: sending it twice is harmless, but only
+		// once the lost request has surely finished.
+		u.State, u.LastError = VolumePending, "resending (it sets a value) after an unknown outcome: "+why
+		u.NextAttemptAt = now.Add(max(p.cfg.RequestTimeout, p.volRetry.Delay(c.Attempts)))
+	case p.cfg.Volumes.AmbiguousPolicy == AmbiguousResend:
 		u.State, u.LastError = VolumePending, "resending after an unknown outcome: "+why
-		u.NextAttemptAt = p.clock.Now().Add(p.volRetry.Delay(c.Attempts))
-		return u
+		u.NextAttemptAt = now.Add(p.volRetry.Delay(c.Attempts))
+	default:
+		u.State, u.LastError, u.NextAttemptAt = VolumeUncertain, why, time.Time{}
 	}
-	u.State, u.LastError = VolumeUncertain, why
 	return u
 }
 
 // pollVolumeDocument checks the document MLM Soft queued for a change.
-func (p *Plugin) pollVolumeDocument(ctx context.Context, c VolumeChange, u VolumeUpdate) error {
+func (p *Plugin) pollVolumeDocument(ctx context.Context, owner string, c VolumeChange) error {
 	rec := context.WithoutCancel(ctx)
 	doc, err := p.getDocument(ctx, c.DocumentID)
-	now := p.clock.Now()
-	switch {
+	u := p.update(owner, c)
+	now := u.UpdatedAt
+	switch kind := api2.KindOf(err); {
 	case errors.Is(err, ErrUpstreamUnavailable):
-		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Breaker.OpenTimeout), err.Error()
-	case api2.KindOf(err) == api2.Business:
+		u.NextAttemptAt = now.Add(p.cfg.IdleRecheck)
+	case kind == api2.Misconfigured:
+		u.LastError = "paused: " + err.Error()
+	case kind == api2.Business:
 		// MLM Soft will not tell (an unknown document, say): a person must
 		// check whether the change was applied.
-		u.State, u.LastError = VolumeParked, "cannot read the volume-change document: "+err.Error()
+		u.State, u.LastError, u.NextAttemptAt = VolumeParked, "cannot read the volume-change document: "+err.Error(), time.Time{}
 	case err != nil:
-		u.NextAttemptAt, u.LastError = now.Add(p.retryDelay(c.Attempts, err)), "document/get: "+err.Error()
+		u.NextAttemptAt, u.LastError = now.Add(p.retryDelay(c.Attempts, err)), err.Error()
 	case !doc.Processed:
 		u.Attempts = c.Attempts + 1
 		u.NextAttemptAt, u.LastError = now.Add(p.volPoll.Delay(u.Attempts)), "waiting for MLM Soft to process the document"
 	case doc.Success:
-		u.State, u.DeliveredAt, u.LastError = VolumeDelivered, now, ""
+		u.State, u.DeliveredAt, u.LastError, u.NextAttemptAt = VolumeDelivered, now, "", time.Time{}
 	default:
-		u.State, u.LastError = p.refusedState(), "the volume-change document failed: "+doc.Message
+		u = p.refused(u, "the volume-change document failed: "+doc.Message)
 	}
-	_, err = p.storeVolume(rec, u)
+	_, err = p.writeVolume(rec, p.withEvents(c, u))
 	return err
 }

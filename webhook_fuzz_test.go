@@ -103,7 +103,7 @@ func FuzzWebhook(f *testing.F) {
 			}
 			return
 		}
-		if norm, nerr := normalizeEmail(ev.Email); nerr != nil || norm != ev.Email {
+		if norm, nerr := NormalizeEmail(ev.Email); nerr != nil || norm != ev.Email {
 			t.Fatalf("parsed email %q is not normalised and valid (%v)", ev.Email, nerr)
 		}
 		if ev.UserID < 0 || ev.AccountID < 0 || (ev.UserID == 0 && ev.AccountID == 0) {

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/mlmsoft-go/mlmsoft"
+	"github.com/mlmsoft-go/mlmsoft/admin"
 	"github.com/mlmsoft-go/mlmsoft/ginadapter"
 	"github.com/mlmsoft-go/mlmsoft/memstore"
 	"github.com/mlmsoft-go/mlmsoft/mlmsofttest"
@@ -73,4 +74,46 @@ func ExampleMount() {
 	// Output:
 	// 200 true true
 	// linked check-auth
+}
+
+// The operations console of package admin mounted at /ops/console/ of a Gin
+// app, in a group behind the host's admin middleware, which tells the
+// console who acts (for the audit) through c.Set.
+func ExampleMountAdmin() {
+	fake := mlmsofttest.NewServer(mlmsofttest.Options{})
+	defer fake.Close()
+	p, err := mlmsoft.New(memstore.New(), mlmsoft.Config{
+		BaseURL: fake.URL, APIToken: mlmsofttest.DefaultToken, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	operator := ginadapter.CurrentUser("admin") // reads what the middleware set
+	console := admin.Handler(p, admin.Options{
+		Operator: func(r *http.Request) string { name, _ := operator(r); return name },
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+
+	r := gin.New()
+	ops := r.Group("/ops", func(c *gin.Context) { // stands for the host's admin auth
+		name := c.GetHeader("X-Admin")
+		if name == "" {
+			c.AbortWithStatus(http.StatusForbidden)
+			return
+		}
+		c.Set("admin", name)
+		c.Next()
+	})
+	ginadapter.MountAdmin(ops, "/console", console) // /ops/console/, /ops/console/links, ...
+
+	for _, path := range []string{"/ops/console/links", "/ops/console/volumes?format=json"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("X-Admin", "alice")
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
+	}
+	// Output:
+	// 200 text/html; charset=utf-8
+	// 200 application/json; charset=utf-8
 }

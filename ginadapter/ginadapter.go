@@ -1,8 +1,10 @@
 // Package ginadapter mounts the plugin's HTTP handlers on a Gin router
-// (github.com/gin-gonic/gin) and lets the check-auth handler find the
-// signed-in user that the host's Gin middleware stored in *gin.Context. The
-// handlers themselves are mlmsoft.Plugin's plain net/http handlers, wrapped
-// with gin.WrapH: no logic lives here beyond mounting.
+// (github.com/gin-gonic/gin) and lets them find what the host's Gin
+// middleware stored in *gin.Context: Mount mounts the webhook and check-auth
+// handlers, whose CurrentUser finds the signed-in user; MountAdmin mounts
+// the operations console of package admin under a prefix of the host's
+// choice. The handlers themselves are plain net/http handlers (mlmsoft.Plugin's
+// and admin.Handler's): no logic lives here beyond mounting.
 package ginadapter
 
 import (
@@ -11,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -129,5 +133,71 @@ func CurrentUser(key string) func(*http.Request) (string, bool) {
 			return "", false
 		}
 		return id, id != ""
+	}
+}
+
+// adminParam is the catch-all parameter of MountAdmin's route.
+const adminParam = "consolePath"
+
+// MountAdmin registers h — the operations console made by admin.Handler,
+// wrapped in the host's own authentication, or any net/http handler — on r
+// for every method and every path under prefix (such as "/admin"; "" mounts
+// at r's own path, so r may be a group given to the console alone), with the
+// full mount path stripped: a request for {group}{prefix}/links reaches h as
+// /links, so the console's relative links work wherever it is mounted. A
+// request for the prefix itself is redirected to it with a trailing slash.
+//
+// The request h receives goes through Bridge's work too: Context (and
+// CurrentUser) find the *gin.Context in it, so that admin.Options.Operator
+// can read who the host's Gin auth middleware (run before the route) said is
+// signed in. The console authenticates nobody: never mount it without that
+// middleware. Like every Gin route, MountAdmin panics if the routes
+// conflict with ones registered before.
+func MountAdmin(r gin.IRouter, prefix string, h http.Handler) {
+	prefix = strings.TrimRight(prefix, "/")
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	r.Any(prefix+"/*"+adminParam, func(c *gin.Context) {
+		req := c.Request
+		rest := c.Param(adminParam) // "/links": the path under the mount
+		mount := strings.TrimSuffix(req.URL.Path, rest)
+		u := *req.URL
+		u.Path = rest
+		if u.RawPath != "" {
+			// The mount's segments hold no escaped slash (Gin routes on
+			// the unescaped path): drop as many from the raw path.
+			raw := u.RawPath
+			for range strings.Count(mount, "/") {
+				i := strings.IndexByte(raw[1:], '/')
+				if i < 0 {
+					raw = "/"
+					break
+				}
+				raw = raw[1+i:]
+			}
+			if p, err := url.PathUnescape(raw); err == nil && p == rest {
+				u.RawPath = raw
+			} else {
+				u.RawPath = ""
+			}
+		}
+		inner := req.WithContext(context.WithValue(req.Context(), ginContextKey{}, c))
+		inner.URL = &u
+		h.ServeHTTP(c.Writer, inner)
+	})
+	if prefix != "" {
+		r.Any(prefix, func(c *gin.Context) {
+			target := path.Base(c.Request.URL.Path) + "/"
+			if c.Request.URL.RawQuery != "" {
+				target += "?" + c.Request.URL.RawQuery
+			}
+			code := http.StatusMovedPermanently
+			if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+				code = http.StatusPermanentRedirect
+			}
+			c.Header("Location", target)
+			c.Status(code)
+		})
 	}
 }

@@ -72,7 +72,7 @@ func (f *fixture) register(t *testing.T, userID, email string) {
 	}
 }
 
-func (f *fixture) state(t *testing.T, userID string) mlmsoft.Link {
+func (f *fixture) state(t *testing.T, userID string) mlmsoft.LinkInfo {
 	t.Helper()
 	l, err := f.p.Link(context.Background(), userID)
 	if err != nil {

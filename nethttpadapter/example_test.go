@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mlmsoft-go/mlmsoft"
+	"github.com/mlmsoft-go/mlmsoft/admin"
 	"github.com/mlmsoft-go/mlmsoft/memstore"
 	"github.com/mlmsoft-go/mlmsoft/mlmsofttest"
 	"github.com/mlmsoft-go/mlmsoft/nethttpadapter"
@@ -63,4 +64,48 @@ func ExampleMount() {
 	created, _ := fake.Account("ann@example.com")
 	fmt.Println(l.State, l.LinkedVia, l.AccountID == created.AccountID)
 	// Output: linked webhook true
+}
+
+// The operations console of package admin mounted under /ops/ behind the
+// host's own authentication (here a header standing for the host's admin
+// session); its pages link relative to wherever it is mounted.
+func ExampleMountAdmin() {
+	fake := mlmsofttest.NewServer(mlmsofttest.Options{})
+	defer fake.Close()
+	p, err := mlmsoft.New(memstore.New(), mlmsoft.Config{
+		BaseURL: fake.URL, APIToken: mlmsofttest.DefaultToken, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		panic(err)
+	}
+	onlyAdmins := func(h http.Handler) http.Handler { // stands for the host's auth middleware
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Admin") == "" {
+				http.Error(w, "forbidden", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	console := admin.Handler(p, admin.Options{
+		Operator: func(r *http.Request) string { return r.Header.Get("X-Admin") },
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+
+	mux := http.NewServeMux()
+	nethttpadapter.Mount(mux, p, "/mlmsoft")                    // the webhook and check-auth
+	nethttpadapter.MountAdmin(mux, "/ops", onlyAdmins(console)) // the console: /ops/, /ops/links, ...
+
+	for _, who := range []string{"", "alice"} {
+		r := httptest.NewRequest(http.MethodGet, "/ops/links", nil)
+		if who != "" {
+			r.Header.Set("X-Admin", who)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, r)
+		fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
+	}
+	// Output:
+	// 403 text/plain; charset=utf-8
+	// 200 text/html; charset=utf-8
 }

@@ -1,7 +1,9 @@
 // Package nethttpadapter mounts the plugin's HTTP handlers on a standard
-// library *http.ServeMux, with Go 1.22 method patterns. It holds no logic of
-// its own: the handlers are mlmsoft.Plugin's WebhookHandler and
-// CheckAuthHandler.
+// library *http.ServeMux, with Go 1.22 method patterns: Mount the webhook
+// and check-auth handlers (mlmsoft.Plugin's WebhookHandler and
+// CheckAuthHandler), and MountAdmin the operations console of package admin
+// under a prefix of the host's choice. It holds no logic of its own beyond
+// mounting.
 package nethttpadapter
 
 import (
@@ -34,4 +36,27 @@ func Mount(mux *http.ServeMux, p *mlmsoft.Plugin, prefix string) {
 	}
 	mux.Handle(http.MethodPost+" "+webhook, p.WebhookHandler())
 	mux.Handle(http.MethodPost+" "+prefix+mlmsoft.CheckAuthPath, p.CheckAuthHandler())
+}
+
+// MountAdmin registers h — the operations console made by admin.Handler,
+// wrapped in the host's own authentication middleware, or any handler —
+// on mux for every method and every path under prefix (such as "/admin"),
+// with the prefix stripped: a request for {prefix}/links reaches h as
+// /links, so the console's relative links work wherever it is mounted. The
+// mux redirects a request for the prefix itself to the prefix with a
+// trailing slash. "" (or "/") mounts h at the root of mux.
+//
+// The console authenticates nobody: never mount it without the host's
+// authentication around h. Like mux.Handle, MountAdmin panics if the
+// pattern conflicts with one registered before.
+func MountAdmin(mux *http.ServeMux, prefix string, h http.Handler) {
+	prefix = strings.TrimRight(prefix, "/")
+	if prefix == "" {
+		mux.Handle("/", h)
+		return
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	mux.Handle(prefix+"/", http.StripPrefix(prefix, h))
 }

@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the SQLite driver sqlstore.OpenSQLite uses
@@ -55,13 +54,9 @@ func run(dbPath string, verbose bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	// 1. A fake MLM Soft: documents take a moment, as the real ones do.
-	fake := mlmsofttest.NewServer(mlmsofttest.Options{DocumentDelay: 300 * time.Millisecond})
-	defer fake.Close()
-	company := fake.AddAccount("root@company.example", "root-password", 0)
-	fmt.Printf("fake MLM Soft at %s (company root account %d)\n", fake.URL, company.AccountID)
-
-	// 2. The plugin's state in SQLite.
+	// 1. Where state lives: a fresh temporary directory, or -db (then the
+	// fake MLM Soft keeps its accounts and ledger beside it, so a second
+	// run finds the same world).
 	if dbPath == "" {
 		dir, err := os.MkdirTemp("", "mlmsoft-quickstart-")
 		if err != nil {
@@ -70,6 +65,21 @@ func run(dbPath string, verbose bool) error {
 		defer os.RemoveAll(dir)
 		dbPath = filepath.Join(dir, "mlmsoft.db")
 	}
+
+	// 2. A fake MLM Soft: documents take a moment, as the real ones do.
+	fake, err := mlmsofttest.Start("127.0.0.1:0", mlmsofttest.Options{DocumentDelay: 300 * time.Millisecond, StateFile: dbPath + ".fake.json"})
+	if err != nil {
+		return err
+	}
+	defer fake.Close()
+	const companyLogin = "root@company.example"
+	company, ok := fake.Account(companyLogin)
+	if !ok {
+		company = fake.AddAccount(companyLogin, "root-password", 0)
+	}
+	fmt.Printf("fake MLM Soft at %s (company root account %d)\n", fake.URL, company.AccountID)
+
+	// 3. The plugin's state in SQLite.
 	store, err := sqlstore.OpenSQLite(ctx, dbPath)
 	if err != nil {
 		return err
@@ -77,10 +87,7 @@ func run(dbPath string, verbose bool) error {
 	defer store.Close()
 	fmt.Printf("plugin state in SQLite at %s\n\n", dbPath)
 
-	// 3. The plugin, wired with a few lines.
-	var mu sync.Mutex
-	linked := map[string]mlmsoft.Link{}
-	allLinked := make(chan struct{})
+	// 4. The plugin, wired with a few lines.
 	logOut := io.Discard
 	if verbose {
 		logOut = os.Stderr
@@ -94,21 +101,22 @@ func run(dbPath string, verbose bool) error {
 		IdleRecheck:             100 * time.Millisecond,
 		Logger:                  slog.New(slog.NewTextHandler(logOut, nil)),
 		Hooks: mlmsoft.Hooks{
-			OnLinked: func(ctx context.Context, l mlmsoft.Link) {
-				mu.Lock()
-				defer mu.Unlock()
-				linked[l.UserID] = l
+			// Hooks run on the plugin's own goroutines, at least once.
+			OnLinked: func(ctx context.Context, e mlmsoft.LinkEvent) error {
+				l := e.Link
 				fmt.Printf("linked  %-6s -> MLM Soft account %d (user %d) via %s\n", l.UserID, l.AccountID, l.MLMUserID, l.LinkedVia)
-				if len(linked) == len(signups) {
-					close(allLinked)
-				}
+				return nil
 			},
-			OnLinkFailed: func(ctx context.Context, l mlmsoft.Link) {
-				fmt.Printf("FAILED  %-6s: %s\n", l.UserID, l.LastError)
+			OnLinkFailed: func(ctx context.Context, e mlmsoft.LinkEvent) error {
+				fmt.Printf("FAILED  %-6s: %s\n", e.Link.UserID, e.Link.LastError)
+				return nil
 			},
 		},
 	})
 	if err != nil {
+		return err
+	}
+	if err := plugin.Check(ctx); err != nil {
 		return err
 	}
 	if err := plugin.Start(ctx); err != nil {
@@ -116,27 +124,48 @@ func run(dbPath string, verbose bool) error {
 	}
 	defer plugin.Shutdown(context.Background())
 
-	// 4. The host's sign-up path calls OnUserRegistered; it returns at once.
+	// 5. The host's sign-up path calls OnUserRegistered; it returns at once.
 	for _, s := range signups {
 		err := plugin.OnUserRegistered(ctx, mlmsoft.NewUser{
 			UserID: s.id, Email: s.email, Password: "Secret-" + s.id, FirstName: s.id, SponsorUserID: s.sponsor,
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, mlmsoft.ErrDuplicate):
+			fmt.Printf("%-6s was signed up in an earlier run\n", s.id)
+			continue
+		case err != nil:
 			return err
 		}
 		fmt.Printf("signed up %-6s (sponsor: %s)\n", s.id, orCompany(s.sponsor))
 	}
 	fmt.Println()
-	select {
-	case <-allLinked:
-	case <-ctx.Done():
-		return errors.New("not every user was linked within a minute")
+	linked := map[string]mlmsoft.LinkInfo{}
+	for _, s := range signups {
+		for {
+			l, err := plugin.Link(ctx, s.id)
+			if err != nil {
+				return err
+			}
+			if l.State == mlmsoft.LinkLinked {
+				linked[s.id] = l
+				break
+			}
+			if l.State == mlmsoft.LinkFailed {
+				return fmt.Errorf("%s could not be linked: %s", s.id, l.LastError)
+			}
+			select {
+			case <-ctx.Done():
+				return errors.New("not every user was linked within a minute")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 
-	// 5. A purchase: the status first, then the volume, in that order.
+	// 6. A purchase: the status first, then the volume, in that order. The
+	// idempotency keys make a second run add nothing.
 	batch, err := plugin.ApplyVolumes(ctx, "dave",
-		mlmsoft.Change{Alias: "Status", Amount: mlmsoft.MustAmount("2"), OrderID: "order-1001"},
-		mlmsoft.Change{Alias: "PV", Amount: mlmsoft.MustAmount("149.90"), OrderID: "order-1001"},
+		mlmsoft.Change{Alias: "Status", Amount: mlmsoft.MustAmount("2"), OrderID: "order-1001", IdempotencyKey: "order-1001/status"},
+		mlmsoft.Change{Alias: "PV", Amount: mlmsoft.MustAmount("149.90"), OrderID: "order-1001", IdempotencyKey: "order-1001/pv"},
 	)
 	if err != nil {
 		return err
@@ -149,7 +178,7 @@ func run(dbPath string, verbose bool) error {
 		fmt.Printf("  %-6s %8s  (order %s)\n", e.Alias, e.Amount, e.OrderID)
 	}
 
-	// 6. Check the tree MLM Soft built: each sponsor is the sponsor's account.
+	// 7. Check the tree MLM Soft built: each sponsor is the sponsor's account.
 	fmt.Println("\nsponsor tree in MLM Soft:")
 	for _, s := range signups {
 		acct, _ := fake.Account(s.email)

@@ -72,6 +72,3 @@ func (c *clockCache) expire(now time.Time) {
 		}
 	}
 }
-
-// len returns how many entries are held, expired or not.
-func (c *clockCache) len() int { return c.c.ItemCount() }

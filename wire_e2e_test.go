@@ -22,12 +22,11 @@ import (
 
 // wBackend is what a wire test needs of an MLM Soft emulator.
 type wBackend struct {
-	url, token   string
-	rootAccount  int64
-	ledger       func(account int64) []string // "alias amount order", in order applied
-	accountOf    func(login string) (int64, bool)
-	createsFor   func(login string) int
-	volumeRounds int
+	url, token  string
+	rootAccount int64
+	ledger      func(account int64) []string // "alias amount order", in order applied
+	accountOf   func(login string) (int64, bool)
+	createsFor  func(login string) int
 }
 
 // wRun links users through the plugin against b (real time) and delivers

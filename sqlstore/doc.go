@@ -26,6 +26,11 @@
 // MariaDB 10.6+). For a single process, OpenSQLite opens, tunes and migrates
 // a SQLite file in one call.
 //
+// Upgrading from the first release: migration 0002 moves each user's queue
+// head into volume_users, and only this version keeps it there. Stop every
+// process of the old version before the first new one migrates; old and
+// new processes must not share the database.
+//
 // # Tables
 //
 // Every table and index name starts with Config.TablePrefix (default

@@ -523,6 +523,7 @@ func (s *Store) ClaimVolumes(ctx context.Context, c mlmsoft.VolumeClaim) ([]mlms
 		// transaction: a head comes back marked only if its mark is
 		// committed with its lease.
 		err = s.inTx(ctx, func(q querier) error {
+			out = nil // nothing of an attempt that rolled back
 			heads, err = s.leaseHeads(ctx, q, args)
 			if err != nil || len(heads) == 0 {
 				return err

@@ -509,8 +509,11 @@ func (p *Plugin) deliverRunErr(ctx, rec context.Context, owner string, h Claimed
 	if l.State != LinkLinked {
 		u := p.update(owner, c)
 		u.NextAttemptAt, u.LastError = now.Add(p.cfg.Volumes.LinkRecheck), waitingForLink(l, err)
-		_, err := p.writeVolume(rec, u)
-		return err
+		r, err := p.writeVolume(rec, u)
+		if err != nil {
+			return err
+		}
+		return p.recheckLink(rec, r.Change)
 	}
 	if c.DocumentID != 0 {
 		return p.pollVolumeDocument(ctx, owner, c)
@@ -536,6 +539,23 @@ func (p *Plugin) deliverRunErr(ctx, rec context.Context, owner string, h Claimed
 		return err
 	}
 	return p.sendRun(ctx, rec, owner, r.Change, permit)
+}
+
+// recheckLink looks at c's link again after c was set to wait for it: a
+// link completed between the read that found it not linked and that write
+// made c due (LinkUpdate.WakeVolumes), and the write pushed c back by
+// LinkRecheck. If the link is linked now, c is made due again.
+func (p *Plugin) recheckLink(ctx context.Context, c VolumeChange) error {
+	l, err := p.store.GetLink(ctx, c.UserID)
+	if err != nil || l.State != LinkLinked {
+		return nil // c waits for the link, as written
+	}
+	u := p.update("", c) // the lease ended with the write; a CAS on the state
+	u.NextAttemptAt, u.LastError = u.UpdatedAt, ""
+	if _, err := p.writeVolume(ctx, u); err != nil && !errors.Is(err, ErrConflict) {
+		return fmt.Errorf("wake a change whose link completed: %w", err)
+	}
+	return nil // ErrConflict: a worker took it up meanwhile
 }
 
 // sendRun sends c, already marked sending under owner's lease, with the

@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,6 +119,13 @@ type vfix struct {
 // started.
 func newVFix(t *testing.T, opts mlmsofttest.Options, edit func(*mlmsoft.Config)) *vfix {
 	t.Helper()
+	return newVFixWrapped(t, opts, nil, edit)
+}
+
+// newVFixWrapped is newVFix with the plugin given wrap(the memstore) as its
+// store (wrap nil: the memstore itself).
+func newVFixWrapped(t *testing.T, opts mlmsofttest.Options, wrap func(*memstore.Store) mlmsoft.Store, edit func(*mlmsoft.Config)) *vfix {
+	t.Helper()
 	f := &vfix{t: t, store: memstore.New(), clock: mlmsofttest.NewClock(time.Time{}), logs: &hLogBuffer{}, events: &vEvents{}}
 	opts.Clock = f.clock
 	f.fake = mlmsofttest.NewServer(opts)
@@ -138,7 +146,11 @@ func newVFix(t *testing.T, opts mlmsofttest.Options, edit func(*mlmsoft.Config))
 	if edit != nil {
 		edit(&cfg)
 	}
-	p, err := mlmsoft.New(f.store, cfg)
+	var st mlmsoft.Store = f.store
+	if wrap != nil {
+		st = wrap(f.store)
+	}
+	p, err := mlmsoft.New(st, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -1301,4 +1313,56 @@ func TestVolumeUnreadableDocumentParks(t *testing.T) {
 		t.Errorf("document/get called %d times, want 1", calls)
 	}
 	f.wantLedger(l.AccountID) // the next change is held behind it
+}
+
+// linkRaceStore completes a user's link, as the link worker would, just
+// after the dispatcher read it not linked: the moment in which the
+// dispatcher's "waiting for the link" write used to undo the wake-up that
+// the link's completion gave the user's changes.
+type linkRaceStore struct {
+	*memstore.Store
+	armed   atomic.Bool
+	account mlmsofttest.Account
+	clock   *mlmsofttest.Clock
+	err     error
+}
+
+func (s *linkRaceStore) GetLink(ctx context.Context, userID string) (mlmsoft.Link, error) {
+	l, err := s.Store.GetLink(ctx, userID)
+	if err == nil && l.State != mlmsoft.LinkLinked && s.armed.CompareAndSwap(true, false) {
+		now := s.clock.Now()
+		linked := l
+		linked.State, linked.AccountID, linked.MLMUserID = mlmsoft.LinkLinked, s.account.AccountID, s.account.UserID
+		linked.LinkedVia, linked.LinkedAt, linked.UpdatedAt, linked.NextAttemptAt = mlmsoft.LinkedViaCheckAuth, now, now, time.Time{}
+		_, s.err = s.Store.UpdateLink(ctx, mlmsoft.LinkUpdate{Link: linked, WakeVolumes: true})
+	}
+	return l, err
+}
+
+// A link that completes while the dispatcher is setting the user's change
+// to wait for it: the change goes at once, not LinkRecheck later.
+func TestVolumeOfALinkCompletingMeanwhileGoesAtOnce(t *testing.T) {
+	var rs *linkRaceStore
+	f := newVFixWrapped(t, mlmsofttest.Options{Synchronous: true}, func(m *memstore.Store) mlmsoft.Store {
+		rs = &linkRaceStore{Store: m}
+		return rs
+	}, func(c *mlmsoft.Config) { c.Volumes.LinkRecheck = time.Hour })
+	rs.clock = f.clock
+	l := f.storeLink("racer", false)
+	rs.account = f.fake.AddAccount(l.Email, "pw-racer", f.root.AccountID)
+	b := f.apply("racer", vc("PV", "7", "r1"))
+	rs.armed.Store(true) // after ApplyVolumes: the next read of the link is the dispatcher's
+	f.start()
+	id := b.Changes[0].ID
+	f.advanceUntil(100*time.Millisecond, "the change delivered well before LinkRecheck (1h)", f.inState(id, mlmsoft.VolumeDelivered))
+	if rs.armed.Load() {
+		t.Fatal("the dispatcher never read the link while it was not linked: the race was not staged")
+	}
+	if rs.err != nil {
+		t.Fatalf("completing the link: %v", rs.err)
+	}
+	if waited := f.clock.Now().Sub(l.CreatedAt); waited > time.Minute {
+		t.Errorf("delivered %s after the start, want well under LinkRecheck", waited)
+	}
+	f.wantLedger(rs.account.AccountID, "PV 7 r1")
 }

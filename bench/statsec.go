@@ -10,14 +10,18 @@ import (
 	"github.com/mlmsoft-go/mlmsoft"
 )
 
-// numbers is a query of the integers 0..999999 as column n, in any of the
-// three SQL dialects (as sqlstore/bulk_test.go builds it).
-func numbers() string {
+// numbers is a query of the integers 0..10^k-1 as column n, for the
+// smallest k (at most 6) that reaches count, in any of the three SQL
+// dialects (as sqlstore/bulk_test.go builds it).
+func numbers(count int) string {
 	digit := "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " +
 		"UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
 	var from, sum []string
 	mul := 1
-	for _, name := range []string{"a", "b", "c", "e", "f", "h"} {
+	for i, name := range []string{"a", "b", "c", "e", "f", "h"} {
+		if i > 0 && mul >= count {
+			break
+		}
 		from = append(from, digit+" "+name)
 		sum = append(sum, fmt.Sprintf("%d * %s.d", mul, name))
 		mul *= 10
@@ -77,13 +81,13 @@ func bulkLoad(ctx context.Context, h *storeHandle, users, perUser, done int) err
 	steps := []func() error{
 		func() error {
 			return exec(fmt.Sprintf("INSERT INTO {p}volume_users (user_id, last_seq, lease_owner) SELECT %s, %d, '' FROM (%s) g WHERE n < %d",
-				concat("u", "n"), perUser, numbers(), users))
+				concat("u", "n"), perUser, numbers(users), users))
 		},
 		func() error {
 			return exec(fmt.Sprintf(`INSERT INTO {p}volume_changes (`+cols+`)
 SELECT %s, %s + 1, 'bulk', %s, 'PV', '1.5', 'o', CASE WHEN %s < %d THEN 'delivered' ELSE 'pending' END, 0,
 	CASE WHEN %s < %d THEN NULL ELSE %s END, '', 0, 0, ?, ?, NULL, NULL, '', '', NULL
-FROM (%s) g WHERE n < %d ORDER BY n`, user, seq, concat("k", "n"), seq, done, seq, done, tsExpr, numbers(), n), ts, ts, ts)
+FROM (%s) g WHERE n < %d ORDER BY n`, user, seq, concat("k", "n"), seq, done, seq, done, tsExpr, numbers(n), n), ts, ts, ts)
 		},
 		func() error {
 			if done >= perUser {

@@ -61,18 +61,11 @@ func enqueue(ctx context.Context, b *bench) (*table, error) {
 	stores := b.stores(false)
 	plugins := map[string]*mlmsoft.Plugin{}
 	for _, s := range stores {
-		h, err := b.env.open(ctx, s)
+		p, release, err := b.env.linkedPlugin(ctx, s, f.URL, accounts, c.concurrency, false)
 		if err != nil {
 			return nil, err
 		}
-		defer h.close()
-		if err := link(ctx, h.store, accounts, 0, users); err != nil {
-			return nil, err
-		}
-		p, err := newPlugin(h.store, f.URL, c.concurrency, 0)
-		if err != nil {
-			return nil, err
-		}
+		defer release()
 		plugins[s] = p // never started: nothing is delivered
 	}
 	variants := append([]string(nil), stores...)
@@ -177,22 +170,11 @@ func wire(ctx context.Context, b *bench) (*table, error) {
 	stores := b.stores(false)
 	plugins := map[string]*mlmsoft.Plugin{}
 	for _, s := range stores {
-		h, err := b.env.open(ctx, s)
+		p, release, err := b.env.linkedPlugin(ctx, s, f.URL, accounts, c.concurrency, true)
 		if err != nil {
 			return nil, err
 		}
-		defer h.close()
-		if err := link(ctx, h.store, accounts, 0, users); err != nil {
-			return nil, err
-		}
-		p, err := newPlugin(h.store, f.URL, c.concurrency, 0)
-		if err != nil {
-			return nil, err
-		}
-		if err := p.Start(ctx); err != nil {
-			return nil, err
-		}
-		defer shutdown(p)
+		defer release()
 		plugins[s] = p
 	}
 	variants := append([]string{"client"}, stores...)

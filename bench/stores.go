@@ -246,3 +246,29 @@ func cmpErr(a, b error) error {
 	}
 	return b
 }
+
+// linkedPlugin opens store name with the first len(accounts) users linked
+// to accounts and builds a plugin on it against the fake at url, started
+// when start. release shuts the plugin down (if started) and closes the
+// store.
+func (e *env) linkedPlugin(ctx context.Context, name, url string, accounts []int64, concurrency int, start bool) (p *mlmsoft.Plugin, release func(), err error) {
+	h, err := e.open(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := link(ctx, h.store, accounts, 0, len(accounts)); err != nil {
+		h.close()
+		return nil, nil, err
+	}
+	if p, err = newPlugin(h.store, url, concurrency, 0); err == nil && start {
+		err = p.Start(ctx)
+	}
+	if err != nil {
+		h.close()
+		return nil, nil, err
+	}
+	if !start {
+		return p, h.close, nil
+	}
+	return p, func() { shutdown(p); h.close() }, nil
+}

@@ -27,22 +27,11 @@ func webhook(ctx context.Context, b *bench) (*table, error) {
 	defer f.Close()
 	const users = 100
 	accounts := f.accounts(users)
-	h, err := b.env.open(ctx, stMem)
+	p, release, err := b.env.linkedPlugin(ctx, stMem, f.URL, accounts, c.concurrency, true)
 	if err != nil {
 		return nil, err
 	}
-	defer h.close()
-	if err := link(ctx, h.store, accounts, 0, users); err != nil {
-		return nil, err
-	}
-	p, err := newPlugin(h.store, f.URL, c.concurrency, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.Start(ctx); err != nil {
-		return nil, err
-	}
-	defer shutdown(p)
+	defer release()
 	mux := http.NewServeMux()
 	nethttpadapter.Mount(mux, p, "/mlmsoft")
 	mux.HandleFunc("POST /bare", func(w http.ResponseWriter, r *http.Request) {

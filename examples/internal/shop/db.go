@@ -270,18 +270,34 @@ func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Products returns the catalogue in display order.
 func (d *DB) Products(ctx context.Context) ([]Product, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, name, description, price, status_value, pv FROM shop_products ORDER BY position, id")
+	out, err := queryAll(ctx, d.db, func(row scanner) (Product, error) {
+		var p Product
+		err := row.Scan(&p.ID, &p.Name, &p.Description, &p.Price, &p.Status, &p.PV)
+		return p, err
+	}, "SELECT id, name, description, price, status_value, pv FROM shop_products ORDER BY position, id")
 	if err != nil {
 		return nil, fmt.Errorf("shop: list products: %w", err)
 	}
+	return out, nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs query on db and scans every row with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	var out []Product
+	var out []T
 	for rows.Next() {
-		var p Product
-		if err := rows.Scan(&p.ID, &p.Name, &p.Description, &p.Price, &p.Status, &p.PV); err != nil {
-			return nil, fmt.Errorf("shop: list products: %w", err)
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -302,7 +318,7 @@ func (d *DB) Product(ctx context.Context, id string) (Product, error) {
 
 const userColumns = "id, email, name, sponsor_id, created_at"
 
-func scanUser(row interface{ Scan(...any) error }, extra ...any) (User, error) {
+func scanUser(row scanner, extra ...any) (User, error) {
 	var u User
 	var created int64
 	err := row.Scan(append([]any{&u.ID, &u.Email, &u.Name, &u.SponsorID, &created}, extra...)...)
@@ -357,25 +373,16 @@ func (d *DB) InsertUser(ctx context.Context, tx *sql.Tx, u User, passwordHash st
 
 // Referrals returns the users whom userID referred, oldest first.
 func (d *DB) Referrals(ctx context.Context, userID string) ([]User, error) {
-	rows, err := d.db.QueryContext(ctx, d.bind("SELECT "+userColumns+" FROM shop_users WHERE sponsor_id = ? ORDER BY created_at, id"), userID)
+	out, err := queryAll(ctx, d.db, func(r scanner) (User, error) { return scanUser(r) }, d.bind("SELECT "+userColumns+" FROM shop_users WHERE sponsor_id = ? ORDER BY created_at, id"), userID)
 	if err != nil {
 		return nil, fmt.Errorf("shop: referrals: %w", err)
 	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("shop: referrals: %w", err)
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 const orderColumns = "id, user_id, product_id, product_name, price, status_value, pv, created_at"
 
-func scanOrder(row interface{ Scan(...any) error }) (Order, error) {
+func scanOrder(row scanner) (Order, error) {
 	var o Order
 	var created int64
 	err := row.Scan(&o.ID, &o.UserID, &o.ProductID, &o.ProductName, &o.Price, &o.Status, &o.PV, &created)
@@ -407,18 +414,9 @@ func (d *DB) InsertOrder(ctx context.Context, tx *sql.Tx, o Order) error {
 
 // Orders returns the user's orders, newest first, at most limit.
 func (d *DB) Orders(ctx context.Context, userID string, limit int) ([]Order, error) {
-	rows, err := d.db.QueryContext(ctx, d.bind("SELECT "+orderColumns+" FROM shop_orders WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"), userID, limit)
+	out, err := queryAll(ctx, d.db, scanOrder, d.bind("SELECT "+orderColumns+" FROM shop_orders WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"), userID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("shop: orders: %w", err)
 	}
-	defer rows.Close()
-	var out []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("shop: orders: %w", err)
-		}
-		out = append(out, o)
-	}
-	return out, rows.Err()
+	return out, nil
 }
